@@ -1,0 +1,115 @@
+"""The LightningDataModule that serves the labeled, unlabeled (pool), validation and test frames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from alcv.data.lidar_dataset import Transform, TransformedSubset
+from alcv.pool import LabelPool
+
+
+class SplitDataset(Protocol):
+    """What :class:`ActiveDataModule` needs of a dataset: items by absolute index, splits by drive."""
+
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def split_indices(self, split: str) -> np.ndarray: ...
+    def num_boxes(self, index: int) -> int: ...
+
+
+class ActiveDataModule(pl.LightningDataModule):
+    """Labeled / unlabeled split of a dataset for an active-learning run.
+
+    The pool split of ``dataset`` is what can be labeled; its labeled part (from the attached
+    :class:`LabelPool`) is the training set, its unlabeled part the pool that is scored. The val and test
+    splits are fixed. Every batch carries absolute dataset indices in ``batch["index"]``.
+
+    Args:
+        dataset: a :class:`SplitDataset`; items are dicts with an absolute ``index``.
+        name: the dataset's name in results files (reports refuse to mix datasets).
+        collate_fn: turns a list of items into a batch.
+        batch_size: training batch size; ``eval_batch_size``: for val / test / pool inference.
+        epoch_size: training samples per epoch, drawn from the labeled set without replacement and
+            repeating it as needed, so that training length does not depend on the labeled set's size.
+            ``None``: one pass over the labeled set.
+        train_transform: augmentation for training items only; val, test and pool items are never
+            transformed (eval transforms are the identity for point clouds).
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, dataset: SplitDataset, name: str, collate_fn: Callable[[Sequence[Any]], Any],
+                 batch_size: int = 16,
+                 eval_batch_size: int = 32, epoch_size: int | None = None,
+                 train_transform: Transform | None = None, num_workers: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"ActiveDataModule: 'batch_size' and 'eval_batch_size' must be >= 1, got "
+                             f"{batch_size} and {eval_batch_size}")
+        if epoch_size is not None and epoch_size < 1:
+            raise ValueError(f"ActiveDataModule: 'epoch_size' must be >= 1 or null, got {epoch_size}")
+        self.dataset = dataset
+        self.name = name
+        self.collate_fn = collate_fn
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.epoch_size = epoch_size
+        self.train_transform = train_transform
+        self.num_workers = num_workers
+        self.pool: LabelPool | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.dataset.class_names)
+
+    def pool_split(self) -> np.ndarray:
+        """Absolute indices of every frame that may be labeled."""
+        return self.dataset.split_indices("pool")
+
+    def attach_pool(self, pool: LabelPool) -> None:
+        """Use ``pool`` for the labeled / unlabeled split; it must cover exactly the pool split."""
+        if not np.array_equal(pool.indices, np.sort(self.pool_split())):
+            raise ValueError("ActiveDataModule.attach_pool: the LabelPool's indices differ from the dataset's "
+                             "pool split (was the state saved with another data config or seed?)")
+        self.pool = pool
+
+    def _require_pool(self) -> LabelPool:
+        if self.pool is None:
+            raise RuntimeError("ActiveDataModule: no LabelPool attached; call attach_pool(pool) first")
+        return self.pool
+
+    def _loader(self, indices: np.ndarray, transform: Transform | None = None, train: bool = False) -> DataLoader:
+        subset: Dataset = TransformedSubset(self.dataset, indices, transform)
+        sampler = None
+        if train:
+            sampler = RandomSampler(subset, replacement=False, num_samples=self.epoch_size or len(subset))
+        return DataLoader(subset, batch_size=self.batch_size if train else self.eval_batch_size,
+                          sampler=sampler, shuffle=False, collate_fn=self.collate_fn,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        labeled = self._require_pool().labeled_indices
+        if labeled.size == 0:
+            raise RuntimeError("ActiveDataModule: the labeled set is empty; nothing to train on")
+        return self._loader(labeled, self.train_transform, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        indices = self.dataset.split_indices("val")
+        return self._loader(indices) if indices.size else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset.split_indices("test"))
+
+    def pool_dataloader(self) -> DataLoader:
+        """The unlabeled frames, in ascending absolute index, with eval transforms (no augmentation)."""
+        return self._loader(self._require_pool().unlabeled_indices)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.pool_dataloader()
