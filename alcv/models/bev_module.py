@@ -1,0 +1,101 @@
+"""The LightningModule that trains a :class:`BEVDetector` and evaluates it with centre-distance mAP."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from alcv.metrics import CenterDistanceMAP, DetectionAP
+from alcv.models.components.bev import BEVDetector
+from alcv.models.detections import Detections
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class BEVDetectionModule(pl.LightningModule):
+    """Trains a BEV detector on batches from :func:`alcv.data.lidar_dataset.collate_lidar`.
+
+    Args:
+        detector: the injected :class:`BEVDetector` (encoder, backbone, head).
+        class_names: names of the class ids, in order.
+        optimizer: a partial that takes the parameters, e.g. ``AdamW(lr=...)`` with ``_partial_: true``.
+        scheduler: optional partial that takes the optimizer and ``total_steps`` (the number of
+            optimizer steps of this fit, from the Trainer); stepped every optimizer step.
+        thresholds: centre-distance matching thresholds of the mAP, metres.
+
+    ``validation_step``/``test_step`` accumulate mAP; the result of the last test is kept in
+    :attr:`test_result` (a :class:`DetectionAP`). ``predict_step`` returns a list with one
+    :class:`Detections` per frame, on the CPU, carrying the frame's absolute index.
+    """
+
+    def __init__(self, detector: BEVDetector, class_names: Sequence[str], optimizer: OptimizerFactory,
+                 scheduler: SchedulerFactory | None = None,
+                 thresholds: Sequence[float] = (0.5, 1.0, 2.0, 4.0)) -> None:
+        super().__init__()
+        if len(class_names) != detector.num_classes:
+            raise ValueError(f"BEVDetectionModule: {len(class_names)} class names {list(class_names)} for a "
+                             f"detector with {detector.num_classes} classes")
+        self.save_hyperparameters(ignore=["detector"])
+        self.detector = detector
+        self.class_names = tuple(class_names)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.val_map = CenterDistanceMAP(self.class_names, thresholds)
+        self.test_map = CenterDistanceMAP(self.class_names, thresholds)
+        self.test_result: DetectionAP | None = None
+        self.val_result: DetectionAP | None = None
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return self.detector(batch["points"], batch["point_batch"], len(batch["index"]))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        losses = self.detector.loss(self(batch), batch["boxes"], batch["labels"])
+        batch_size = len(batch["index"])
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, batch_size=batch_size, prog_bar=name == "loss")
+        return losses["loss"]
+
+    def _detect(self, batch: dict[str, Any]) -> list[Detections]:
+        return self.detector.decode(self(batch), batch["index"].tolist())
+
+    def _evaluate(self, batch: dict[str, Any], metric: CenterDistanceMAP) -> None:
+        detections = self._detect(batch)
+        predictions = [{"boxes": d.boxes, "labels": d.labels, "scores": d.scores} for d in detections]
+        targets = [{"boxes": b, "labels": lab} for b, lab in zip(batch["boxes"], batch["labels"], strict=True)]
+        metric.update(predictions, targets, batch["index"])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_map)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_map)
+
+    def _log_result(self, prefix: str, metric: CenterDistanceMAP) -> DetectionAP:
+        result = metric.compute()
+        metric.reset()
+        self.log_dict({f"{prefix}/{key}": value for key, value in result.as_dict().items()
+                       if math.isfinite(value)}, sync_dist=False)
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_result = self._log_result("val", self.val_map)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_result = self._log_result("test", self.test_map)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
+        return [detections.cpu() for detections in self._detect(batch)]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
