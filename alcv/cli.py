@@ -1,0 +1,21 @@
+"""Command-line entry points: thin ``@hydra.main`` wrappers over plain functions."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from alcv.config import CONFIG_DIR, register_resolvers
+from alcv.loop import run
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    """``alcv [overrides]``: run one active-learning experiment (``-m`` for a sweep)."""
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The active-learning loop driver: ``run(cfg) -> results``.
+
+Per loop ``k`` (0-based) of ``cfg.loop.num_loops``: a fresh Trainer fits the model on the labeled frames,
+tests it on the fixed test split, then (except after the last loop) predicts the unlabeled pool while the
+:class:`ActiveLearningCallback` scores it and labels the next ``query_size`` frames at loop ``k + 1``.
+The loop's record goes to ``results.jsonl`` and W&B, the acquisition to ``selections.jsonl`` and the
+whole labeling state to ``label_pool.json`` (atomically) before the next loop starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from alcv import tracking
+from alcv.callbacks import ActiveLearningCallback, Selection, acquire
+from alcv.config import register_resolvers
+from alcv.data.datamodule import ActiveDataModule
+from alcv.pool import LabelPool
+from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
+from alcv.strategies import Strategy
+from alcv.study.results import RESULTS_FILE, SELECTIONS_FILE, append_jsonl
+
+log = logging.getLogger(__name__)
+POOL_STATE_FILE = "label_pool.json"
+
+
+def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
+    """Reject loop settings that cannot work, before anything trains; messages name the setting."""
+    initial, query, loops = loop_cfg.initial_size, loop_cfg.query_size, loop_cfg.num_loops
+    if loops < 1:
+        raise ValueError(f"loop.num_loops must be >= 1, got {loops}")
+    if not 1 <= initial <= pool_size:
+        raise ValueError(f"loop.initial_size must be in [1, {pool_size}] (the pool's size), got {initial}")
+    if loops > 1 and query < 1:
+        raise ValueError(f"loop.query_size must be >= 1, got {query}")
+    needed = initial + query * (loops - 1)
+    if needed > pool_size:
+        raise ValueError(f"loop.query_size={query} with loop.initial_size={initial} and loop.num_loops={loops} "
+                         f"needs {needed} frames but the pool holds {pool_size}; at most "
+                         f"{(pool_size - initial) // max(loops - 1, 1)} frames per query fit")
+
+
+class _BoxCounter:
+    """Labeled-box count of the labeled set, counting each frame once (frames only get added)."""
+
+    def __init__(self, datamodule: ActiveDataModule) -> None:
+        self.datamodule = datamodule
+        self.counted: set[int] = set()
+        self.total = 0
+
+    def update(self, labeled: np.ndarray) -> int:
+        for index in labeled.tolist():
+            if index not in self.counted:
+                self.counted.add(index)
+                self.total += self.datamodule.dataset.num_boxes(index)
+        return self.total
+
+
+def _format_summary(records: list[dict[str, Any]], class_names: tuple[str, ...]) -> str:
+    header = ["loop", "frames", "boxes", "fraction", "mAP", *class_names, "train s", "pool s"]
+    rows = []
+    for record in records:
+        aps = [record["ap_per_class"][name] for name in class_names]
+        rows.append([str(record["loop"]), str(record["n_labeled_frames"]), str(record["n_labeled_boxes"]),
+                     f"{record['fraction']:.3f}", f"{record['map']:.3f}",
+                     *("n/a" if np.isnan(ap) else f"{ap:.3f}" for ap in aps),
+                     f"{record['timings']['train']:.0f}", f"{record['timings']['pool_inference']:.0f}"])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run one active-learning experiment described by ``cfg`` (the composed Hydra config).
+
+    Writes into ``cfg.output_dir``: ``results.jsonl``, ``selections.jsonl``, ``label_pool.json`` and one
+    folder per loop for the Trainer. Returns the per-loop records (the lines of ``results.jsonl``).
+    """
+    register_resolvers()
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (RESULTS_FILE, SELECTIONS_FILE):
+        if (output_dir / stale).exists():
+            raise FileExistsError(f"{output_dir / stale} already exists; give the run a new output_dir "
+                                  "(results files are never overwritten)")
+    seed = int(cfg.seed)
+
+    # everything that can be misconfigured is built before anything trains
+    datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
+    strategy: Strategy = hydra.utils.instantiate(cfg.strategy)
+    pool = LabelPool(datamodule.pool_split())
+    check_loop_config(cfg.loop, len(pool))
+    pl.seed_everything(derive_seed(seed, TRAINING, 0), workers=True)
+    model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
+    class_names = datamodule.class_names
+    logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir)) if cfg.logger else None
+    if logger is not None:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    pool.label_random(cfg.loop.initial_size, loop=0, rng=np.random.default_rng(derive_seed(seed, INITIAL_SET)))
+    datamodule.attach_pool(pool)
+    pool.save(output_dir / POOL_STATE_FILE)
+    append_jsonl(output_dir / SELECTIONS_FILE, {"loop": 0, "indices": pool.labeled_in_loop(0).tolist(),
+                                                "scores": None, "how": "initial random set"})
+    boxes = _BoxCounter(datamodule)
+    records: list[dict[str, Any]] = []
+    num_loops = int(cfg.loop.num_loops)
+    for loop in range(num_loops):
+        n_labeled, n_boxes = pool.n_labeled, boxes.update(pool.labeled_indices)
+        log.info("loop %d of %d: training on %d labeled frames (%.1f %% of the pool)", loop + 1, num_loops,
+                 n_labeled, 100 * n_labeled / len(pool))
+        if loop > 0 and cfg.loop.reset_weights:
+            pl.seed_everything(derive_seed(seed, TRAINING, loop), workers=True)
+            model = hydra.utils.instantiate(cfg.model)
+        acquiring = loop < num_loops - 1
+        callback = ActiveLearningCallback(pool, strategy, cfg.loop.query_size, loop + 1, seed, len(datamodule.dataset))
+        trainer: pl.Trainer = hydra.utils.instantiate(
+            cfg.trainer, logger=logger if logger is not None else False,
+            callbacks=[callback], default_root_dir=str(output_dir / f"loop_{loop:03d}"))
+
+        started = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule)
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        trainer.test(model, datamodule=datamodule, verbose=False)
+        test_seconds = time.perf_counter() - started
+        result = model.test_result
+
+        selection: Selection | None = None
+        pool_seconds = selection_seconds = 0.0
+        if acquiring and strategy.needs_predictions:
+            started = time.perf_counter()
+            trainer.predict(model, datamodule=datamodule, return_predictions=False)
+            selection, selection_seconds = callback.selection, callback.selection_seconds
+            pool_seconds = time.perf_counter() - started - selection_seconds
+        elif acquiring:
+            started = time.perf_counter()
+            selection = acquire(pool, strategy, None, cfg.loop.query_size, loop + 1, seed)
+            selection_seconds = time.perf_counter() - started
+
+        record = {
+            "experiment": cfg.experiment_name, "dataset": datamodule.name, "strategy": strategy.name,
+            "strategy_config": OmegaConf.to_container(cfg.strategy, resolve=True), "seed": seed,
+            "loop": loop, "num_loops": num_loops, "n_labeled_frames": n_labeled,
+            "n_labeled_boxes": n_boxes, "n_pool_frames": len(pool),
+            "fraction": n_labeled / len(pool), "map": result.map,
+            "ap_per_class": dict(zip(class_names, result.ap_per_class.tolist(), strict=True)),
+            "ap_per_threshold": dict(zip((f"{t:g}" for t in result.thresholds),
+                                         result.ap_per_threshold.tolist(), strict=True)),
+            "val_map": model.val_result.map if model.val_result is not None else float("nan"),
+            "n_selected": 0 if selection is None else int(selection.indices.size),
+            "timings": {"train": train_seconds, "test": test_seconds, "pool_inference": pool_seconds,
+                        "selection": selection_seconds},
+        }
+        append_jsonl(output_dir / RESULTS_FILE, record)
+        if selection is not None:
+            append_jsonl(output_dir / SELECTIONS_FILE, {"loop": selection.loop, "indices": selection.indices.tolist(),
+                                                        "scores": selection.scores.tolist()})
+        pool.save(output_dir / POOL_STATE_FILE)
+        records.append(record)
+        tracking.log_loop_metrics(logger, {
+            "al/map": record["map"], **{f"al/ap/{name}": ap for name, ap in record["ap_per_class"].items()},
+            "al/n_labeled_frames": n_labeled, "al/n_labeled_boxes": n_boxes,
+            "al/fraction": record["fraction"], "al/train_seconds": train_seconds,
+            "al/pool_inference_seconds": pool_seconds}, loop)
+        log.info("loop %d of %d: mAP %.3f on the test split (%s)", loop + 1, num_loops, record["map"],
+                 ", ".join(f"{name} {ap:.3f}" for name, ap in record["ap_per_class"].items()))
+
+    tracking.finish(logger)
+    print(f"\nalcv: {cfg.experiment_name} / {strategy.name} / seed {seed} on {datamodule.name} "
+          f"(results in {output_dir / RESULTS_FILE})")
+    print(_format_summary(records, class_names))
+    return records

@@ -1,0 +1,1 @@
+"""Results files of runs, and the studies built from them."""

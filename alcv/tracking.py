@@ -1,0 +1,78 @@
+"""Weights & Biases set-up: online with an account, offline (with a hint on syncing) without one."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+log = logging.getLogger(__name__)
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_credentials_found() -> bool:
+    """True when an API key is in the environment or in ``~/.netrc`` (where ``wandb login`` puts it)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """``auto``: ``$WANDB_MODE`` if set, else online with credentials and offline without."""
+    if mode not in WANDB_MODES:
+        raise ValueError(f"logger.mode: unknown '{mode}', expected one of {WANDB_MODES}")
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if wandb_credentials_found() else "offline"
+
+
+def make_wandb_logger(save_dir: str, project: str = "alcv", mode: str = "auto", name: str | None = None,
+                      group: str | None = None, job_type: str | None = None, tags: list[str] | None = None,
+                      **kwargs: Any) -> WandbLogger:
+    """A Lightning ``WandbLogger`` for one active-learning run.
+
+    Per-loop metrics (``al/*``) are plotted against the ``loop`` axis; training losses keep Lightning's
+    ``trainer/global_step`` (which restarts at every loop, since every loop has a fresh Trainer).
+    Extra ``kwargs`` go to ``wandb.init``.
+    """
+    resolved = resolve_wandb_mode(mode)
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    logger = WandbLogger(project=project, name=name, group=group, job_type=job_type, tags=tags,
+                         save_dir=save_dir, mode=resolved, **kwargs)
+    if resolved != "disabled":
+        logger.experiment.define_metric("loop")
+        logger.experiment.define_metric("al/*", step_metric="loop")
+    return logger
+
+
+def log_loop_metrics(logger: Logger | None, metrics: dict[str, float], loop: int) -> None:
+    """Send one loop's metrics to ``logger``: on the ``loop`` axis for W&B, as step ``loop`` elsewhere."""
+    if logger is None:
+        return
+    if isinstance(logger, WandbLogger):
+        logger.experiment.log({"loop": loop, **metrics})
+    else:
+        logger.log_metrics(metrics, step=loop)
+
+
+def finish(logger: Logger | None) -> None:
+    """Close the run; for an offline W&B run, say where it is and how to upload it."""
+    if logger is None:
+        return
+    logger.finalize("success")
+    if isinstance(logger, WandbLogger):
+        run = logger.experiment
+        offline = getattr(run.settings, "mode", "") == "offline" or getattr(run.settings, "_offline", False)
+        run_dir = Path(run.dir).parent
+        run.finish()
+        if offline:
+            print(f"W&B ran offline (no account configured); upload the run with: wandb sync {run_dir}")

@@ -1,0 +1,115 @@
+"""The loop driver end to end through ``run(cfg)``, on a tiny world, and its refusals of bad settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY
+from omegaconf import DictConfig
+from wandb_log import history_rows
+
+from alcv.loop import POOL_STATE_FILE, run
+from alcv.pool import LabelPool
+from alcv.study.results import REQUIRED_FIELDS, RESULTS_FILE, SELECTIONS_FILE, read_jsonl, read_results
+
+Compose = Callable[..., DictConfig]
+
+
+def test_two_loops_write_results_selections_state_and_wandb(compose_cfg: Compose, tmp_path: Path) -> None:
+    cfg = compose_cfg(*TINY, "seed=5")
+    records = run(cfg)
+    out = Path(cfg.output_dir)
+
+    results = read_results(out)
+    assert len(results) == len(records) == 2
+    assert [r["loop"] for r in results] == [0, 1]
+    for record in results:
+        assert set(REQUIRED_FIELDS) <= set(record)
+        assert record["strategy"] == "least_confidence" and record["seed"] == 5
+        assert record["dataset"] == "synthetic_lidar"
+        assert set(record["ap_per_class"]) == {"vehicle", "pedestrian", "golf_cart"}
+        assert set(record["timings"]) == {"train", "test", "pool_inference", "selection"}
+        assert record["map"] is None or 0.0 <= record["map"] <= 1.0
+    assert [r["n_labeled_frames"] for r in results] == [10, 20]
+    assert results[0]["fraction"] == pytest.approx(10 / results[0]["n_pool_frames"])
+    assert results[1]["n_labeled_boxes"] >= results[0]["n_labeled_boxes"]
+    assert results[0]["timings"]["pool_inference"] > 0 and results[0]["n_selected"] == 10
+    assert results[1]["n_selected"] == 0  # nothing is acquired after the last loop
+
+    # selections: the initial set and one acquisition, matching the saved labeling state
+    selections = list(read_jsonl(out / SELECTIONS_FILE))
+    assert [s["loop"] for s in selections] == [0, 1]
+    pool = LabelPool.load(out / POOL_STATE_FILE)
+    for selection in selections:
+        assert sorted(selection["indices"]) == pool.labeled_in_loop(selection["loop"]).tolist()
+    assert selections[1]["scores"] == sorted(selections[1]["scores"], reverse=True)
+
+    # the labeled box count is the real number of boxes in the labeled frames
+    from hydra.utils import instantiate
+
+    dataset = instantiate(cfg.data.dataset)
+    assert results[0]["n_labeled_boxes"] == sum(dataset.num_boxes(i) for i in selections[0]["indices"])
+
+    # W&B ran offline inside the run's folder and holds the per-loop metrics on the loop axis
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    loop_rows = [row for row in history_rows(run_dir) if "loop" in row]
+    assert [row["loop"] for row in loop_rows] == [0, 1]
+    for row, record in zip(loop_rows, results, strict=True):
+        assert row["al/n_labeled_frames"] == record["n_labeled_frames"]
+        assert row["al/n_labeled_boxes"] == record["n_labeled_boxes"]
+        assert row["al/map"] == pytest.approx(record["map"])
+        assert row["al/ap/vehicle"] == pytest.approx(record["ap_per_class"]["vehicle"])
+
+
+def test_same_seed_same_selection_and_random_needs_no_pool_inference(compose_cfg: Compose,
+                                                                     tmp_path: Path) -> None:
+    first = compose_cfg(*TINY, "strategy=random", "logger=none", output_dir=tmp_path / "a")
+    second = compose_cfg(*TINY, "strategy=random", "logger=none", output_dir=tmp_path / "b")
+    other_seed = compose_cfg(*TINY, "strategy=random", "logger=none", "seed=1", output_dir=tmp_path / "c")
+    records = run(first)
+    run(second)
+    run(other_seed)
+    assert records[0]["strategy"] == "random" and records[0]["timings"]["pool_inference"] == 0
+
+    def chosen(folder: str) -> list[list[int]]:
+        return [s["indices"] for s in read_jsonl(tmp_path / folder / SELECTIONS_FILE)]
+
+    assert chosen("a") == chosen("b")
+    assert chosen("a") != chosen("c")
+
+
+def test_warm_start_runs_and_csv_logger_works(compose_cfg: Compose) -> None:
+    cfg = compose_cfg(*TINY, "loop.reset_weights=false", "logger=csv", "loop.num_loops=3",
+                      "loop.query_size=5")
+    records = run(cfg)
+    assert [r["n_labeled_frames"] for r in records] == [10, 15, 20]
+    assert list(Path(cfg.output_dir).rglob("metrics.csv"))
+
+
+def test_results_are_never_overwritten(compose_cfg: Compose) -> None:
+    cfg = compose_cfg(*TINY, "logger=none", "loop.num_loops=1")
+    run(cfg)
+    before = (Path(cfg.output_dir) / RESULTS_FILE).read_text()
+    with pytest.raises(FileExistsError, match=RESULTS_FILE):
+        run(cfg)
+    assert (Path(cfg.output_dir) / RESULTS_FILE).read_text() == before
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("loop.initial_size=0", r"loop.initial_size must be in \[1, "),
+    ("loop.initial_size=100000", r"loop.initial_size must be in \[1, "),
+    ("loop.query_size=1000", r"loop.query_size=1000 .* needs"),
+    ("strategy.aggregation=median", r"strategy.aggregation: unknown 'median', expected one of \('max'"),
+    ("strategy.empty_frames=skip", r"strategy.empty_frames: unknown 'skip'"),
+    ("data.dataset.class_names=[vehicle,tractor]", r"class_names.*tractor"),
+])
+def test_bad_settings_fail_before_any_training(compose_cfg: Compose, override: str, message: str) -> None:
+    cfg = compose_cfg(*TINY, override)
+    with pytest.raises(Exception, match=message):
+        run(cfg)
+    out = Path(cfg.output_dir)
+    assert not (out / RESULTS_FILE).exists() and not (out / "loop_000").exists()
+    assert not np.any([p.name.startswith("offline-run") for p in out.rglob("*")])
