@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from alcv import tracking
@@ -46,6 +47,38 @@ def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
         raise ValueError(f"loop.query_size={query} with loop.initial_size={initial} and loop.num_loops={loops} "
                          f"needs {needed} frames but the pool holds {pool_size}; at most "
                          f"{(pool_size - initial) // max(loops - 1, 1)} frames per query fit")
+
+
+class RunFiles:
+    """The files of one run in ``output_dir``; only the global rank-0 process writes them.
+
+    Under DDP every rank runs :func:`run` in lockstep, so the other ranks keep the same state in memory
+    but must not append the same lines or race on the same files.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = output_dir
+        self.writer = rank_zero_only.rank == 0
+        if not self.writer:
+            return
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name in (RESULTS_FILE, SELECTIONS_FILE):
+            if (output_dir / name).exists():
+                raise FileExistsError(f"{output_dir / name} already exists; give the run a new output_dir "
+                                      "(results files are never overwritten)")
+
+    def save_pool(self, pool: LabelPool) -> None:
+        if self.writer:
+            pool.save(self.output_dir / POOL_STATE_FILE)
+
+    def append_result(self, record: dict[str, Any]) -> None:
+        if self.writer:
+            append_jsonl(self.output_dir / RESULTS_FILE, record)
+
+    def append_selection(self, loop: int, indices: np.ndarray, scores: np.ndarray | None) -> None:
+        if self.writer:
+            append_jsonl(self.output_dir / SELECTIONS_FILE, {
+                "loop": loop, "indices": indices.tolist(), "scores": None if scores is None else scores.tolist()})
 
 
 class _BoxCounter:
@@ -87,11 +120,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     """
     register_resolvers()
     output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (RESULTS_FILE, SELECTIONS_FILE):
-        if (output_dir / stale).exists():
-            raise FileExistsError(f"{output_dir / stale} already exists; give the run a new output_dir "
-                                  "(results files are never overwritten)")
+    files = RunFiles(output_dir)
     seed = int(cfg.seed)
 
     # everything that can be misconfigured is built before anything trains
@@ -108,9 +137,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
     pool.label_random(cfg.loop.initial_size, loop=0, rng=np.random.default_rng(derive_seed(seed, INITIAL_SET)))
     datamodule.attach_pool(pool)
-    pool.save(output_dir / POOL_STATE_FILE)
-    append_jsonl(output_dir / SELECTIONS_FILE, {"loop": 0, "indices": pool.labeled_in_loop(0).tolist(),
-                                                "scores": None, "how": "initial random set"})
+    files.save_pool(pool)
+    files.append_selection(0, pool.labeled_in_loop(0), None)
     boxes = _BoxCounter(datamodule)
     records: list[dict[str, Any]] = []
     num_loops = int(cfg.loop.num_loops)
@@ -161,11 +189,10 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             "timings": {"train": train_seconds, "test": test_seconds, "pool_inference": pool_seconds,
                         "selection": selection_seconds},
         }
-        append_jsonl(output_dir / RESULTS_FILE, record)
+        files.append_result(record)
         if selection is not None:
-            append_jsonl(output_dir / SELECTIONS_FILE, {"loop": selection.loop, "indices": selection.indices.tolist(),
-                                                        "scores": selection.scores.tolist()})
-        pool.save(output_dir / POOL_STATE_FILE)
+            files.append_selection(selection.loop, selection.indices, selection.scores)
+        files.save_pool(pool)
         records.append(record)
         tracking.log_loop_metrics(logger, {
             "al/map": record["map"], **{f"al/ap/{name}": ap for name, ap in record["ap_per_class"].items()},
@@ -176,6 +203,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
                  ", ".join(f"{name} {ap:.3f}" for name, ap in record["ap_per_class"].items()))
 
     tracking.finish(logger)
+    if not files.writer:
+        return records
     print(f"\nalcv: {cfg.experiment_name} / {strategy.name} / seed {seed} on {datamodule.name} "
           f"(results in {output_dir / RESULTS_FILE})")
     print(_format_summary(records, class_names))
