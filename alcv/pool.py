@@ -153,7 +153,10 @@ class LabelPool:
             raise ValueError(f"{source}: fields 'indices' and 'labeled_at' must hold integers")
         if (labeled_at < UNLABELED).any():
             raise ValueError(f"{source}: field 'labeled_at' holds values below -1 (-1 means unlabeled)")
-        pool = cls(indices.tolist())
+        try:
+            pool = cls(indices.tolist())
+        except ValueError as error:
+            raise ValueError(f"{source}: field 'indices' is invalid: {error}") from error
         order = np.argsort(indices, kind="stable")
         pool._labeled_at = labeled_at[order].astype(np.int64)
         return pool

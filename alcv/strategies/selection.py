@@ -5,18 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def tie_break_keys(indices: np.ndarray, seed: int) -> np.ndarray:
-    """Seeded pseudo-random ``uint64`` key per absolute index (splitmix64 of ``index ^ seed``).
-
-    The key of an index depends only on ``(index, seed)``, never on its position in the array, so
-    rankings that use it are invariant to the order in which candidates are given.
-    """
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser: a bijective, well-mixing hash of ``uint64`` values."""
     with np.errstate(over="ignore"):
-        z = np.asarray(indices, dtype=np.uint64) ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
-        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = values + np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
+
+
+def tie_break_keys(indices: np.ndarray, seed: int) -> np.ndarray:
+    """Seeded pseudo-random ``uint64`` key per absolute index: ``splitmix64(index ^ splitmix64(seed))``.
+
+    The key of an index depends only on ``(index, seed)``, never on its position in the array, so
+    rankings that use it are invariant to the order in which candidates are given; hashing the seed
+    first makes seeds that differ in a few bits give unrelated orders.
+    """
+    seed_hash = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    return _splitmix64(np.asarray(indices, dtype=np.uint64) ^ seed_hash)
 
 
 def top_k(candidates: np.ndarray, scores: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -28,6 +28,8 @@ class RandomStrategy:
 
     def select(self, candidates: np.ndarray, scores: np.ndarray, k: int, seed: int) -> np.ndarray:
         """``k`` candidates drawn uniformly without replacement; ``scores`` are ignored."""
+        if k < 0:
+            raise ValueError(f"RandomStrategy.select: 'k' must be >= 0, got {k}")
         candidates = np.asarray(candidates, dtype=np.int64)
         return candidates[np.argsort(tie_break_keys(candidates, seed), kind="stable")[:k]]
 

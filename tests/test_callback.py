@@ -1,0 +1,215 @@
+"""`acquire` and `ActiveLearningCallback`: scores by absolute index in, the right frames labeled out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from alcv.callbacks.active_learning import ActiveLearningCallback, Selection, acquire
+from alcv.models.detections import Detections
+from alcv.pool import LabelPool
+from alcv.seeding import SELECTION, derive_seed
+from alcv.strategies import RandomStrategy, UncertaintyStrategy
+
+DATASET_SIZE = 50
+#: the pool split: 25 odd indices (the even ones are, say, the test split)
+ODD = list(range(1, DATASET_SIZE, 2))
+
+
+def odd_pool(labeled: Sequence[int] = (1, 3, 5, 21)) -> LabelPool:
+    pool = LabelPool(ODD)
+    pool.label(labeled, loop=0)
+    return pool
+
+
+def dense_scores(pool: LabelPool, special: dict[int, float]) -> np.ndarray:
+    """Scores by absolute index: NaN outside the pool and at labeled frames, 0.1 elsewhere but ``special``."""
+    scores = np.full(DATASET_SIZE, np.nan)
+    scores[pool.unlabeled_indices] = 0.1
+    for index, value in special.items():
+        scores[index] = value
+    return scores
+
+
+def frame(index: int, probs: Sequence[Sequence[float]]) -> Detections:
+    class_probs = torch.tensor(probs, dtype=torch.float32) if probs else torch.zeros(0, 2)
+    return Detections(index, torch.zeros(len(class_probs), 7), class_probs.argmax(dim=1),
+                      class_probs.max(dim=1).values, class_probs)
+
+
+# ------------------------------------------------------------------------------------ acquire
+def test_acquire_labels_the_top_k_unlabeled_frames_at_the_loop() -> None:
+    pool = odd_pool()
+    # 9, 33, 47 score highest among unlabeled frames; 1 (labeled, a stale score) and 10 (not in the pool)
+    # score higher still and must be ignored
+    scores = dense_scores(pool, {9: 0.9, 33: 0.8, 47: 0.7, 13: 0.6})
+    scores[1], scores[10] = 5.0, 9.0
+
+    selection = acquire(pool, UncertaintyStrategy(), scores, query_size=3, loop=1, seed=0)
+
+    assert isinstance(selection, Selection)
+    assert selection.loop == 1
+    assert selection.indices.tolist() == [9, 33, 47]
+    np.testing.assert_allclose(selection.scores, [0.9, 0.8, 0.7])
+    assert pool.labeled_in_loop(1).tolist() == [9, 33, 47]
+    assert pool.labeled_in_loop(0).tolist() == [1, 3, 5, 21]  # earlier labels untouched
+    assert pool.n_labeled == 7
+
+
+def test_acquire_never_relabels_even_with_ties_everywhere() -> None:
+    pool = odd_pool()
+    scores = dense_scores(pool, {})  # every unlabeled frame ties at 0.1
+    selection = acquire(pool, UncertaintyStrategy(), scores, query_size=10, loop=1, seed=4)
+    assert selection.indices.size == 10
+    assert not set(selection.indices.tolist()) & {1, 3, 5, 21}
+    assert set(pool.labeled_in_loop(1).tolist()) == set(selection.indices.tolist())
+
+
+def test_acquire_refuses_an_unlabeled_frame_without_a_score() -> None:
+    pool = odd_pool()
+    scores = dense_scores(pool, {9: 0.9})
+    scores[[25, 39]] = np.nan  # pool inference missed these two
+    before = pool.state_dict()
+    with pytest.raises(RuntimeError, match=re.escape("[25, 39]")):
+        acquire(pool, UncertaintyStrategy(), scores, query_size=3, loop=1, seed=0)
+    assert pool.state_dict() == before
+
+
+def test_acquire_takes_the_rest_when_k_exceeds_what_is_left() -> None:
+    pool = odd_pool(labeled=[i for i in ODD if i not in (7, 29, 45)])
+    scores = dense_scores(pool, {29: 0.7, 45: 0.2, 7: 0.5})
+    selection = acquire(pool, UncertaintyStrategy(), scores, query_size=10, loop=3, seed=0)
+    assert selection.indices.tolist() == [29, 7, 45]
+    np.testing.assert_allclose(selection.scores, [0.7, 0.5, 0.2])
+    assert pool.n_unlabeled == 0
+    assert pool.labeled_in_loop(3).tolist() == [7, 29, 45]
+
+
+def test_acquire_without_scores_uses_the_random_strategy_seeded_per_loop() -> None:
+    pool, twin = odd_pool(), odd_pool()
+    candidates = pool.unlabeled_indices
+    selection = acquire(pool, RandomStrategy(), None, query_size=5, loop=2, seed=8)
+
+    expected = RandomStrategy().select(candidates, np.zeros(candidates.size), 5, derive_seed(8, SELECTION, 2))
+    assert selection.indices.tolist() == expected.tolist()
+    assert selection.scores.tolist() == [0.0] * 5
+    assert pool.labeled_in_loop(2).tolist() == sorted(expected.tolist())
+    # another loop of the same run draws differently
+    later = acquire(twin, RandomStrategy(), None, query_size=5, loop=3, seed=8)
+    assert later.indices.tolist() != expected.tolist()
+
+
+# ------------------------------------------------------------------------------------ callback by hand
+CONFIDENT = [[0.95, 0.05]]  # LC 0.05
+#: the predictions for the unlabeled odd frames: 15 (LC 0.6) then 41 (LC 0.5) are the least confident;
+#: 27 sees nothing (an empty frame, ranked last with the default policy)
+SPECIAL = {15: [[0.4, 0.35], [0.9, 0.1]], 41: [[0.5, 0.3]], 27: []}
+
+
+def batches(pool: LabelPool, batch_size: int = 4, skip: int | None = None) -> list[list[Detections]]:
+    """Detections for every unlabeled frame, in a shuffled order, cut into batches."""
+    order = np.random.default_rng(0).permutation(pool.unlabeled_indices)
+    frames = [frame(int(i), SPECIAL.get(int(i), CONFIDENT)) for i in order if i != skip]
+    return [frames[start:start + batch_size] for start in range(0, len(frames), batch_size)]
+
+
+def drive(callback: ActiveLearningCallback, prediction_batches: list[list[Detections]]) -> None:
+    """What Trainer.predict does to a prediction writer, on one process."""
+    trainer, module = SimpleNamespace(world_size=1), None
+    callback.on_predict_start(trainer, module)  # type: ignore[arg-type]
+    for batch_idx, prediction in enumerate(prediction_batches):
+        callback.write_on_batch_end(trainer, module, prediction, None, None, batch_idx, 0)  # type: ignore[arg-type]
+    callback.on_predict_end(trainer, module)  # type: ignore[arg-type]
+
+
+def test_callback_scores_by_absolute_index_and_labels_the_least_confident() -> None:
+    pool = odd_pool()
+    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), query_size=2, loop=1, seed=0,
+                                      dataset_size=DATASET_SIZE)
+    scores = callback.scores
+    assert scores.shape == (DATASET_SIZE,)
+    scores[:] = 7.0  # leftovers from an earlier prediction must not survive on_predict_start
+
+    drive(callback, batches(pool))
+
+    assert callback.scores is scores and scores.shape == (DATASET_SIZE,)  # filled in place, never resized
+    assert np.isnan(scores[0::2]).all()  # outside the pool
+    assert np.isnan(scores[[1, 3, 5, 21]]).all()  # labeled: not predicted
+    assert scores[15] == pytest.approx(0.6) and scores[41] == pytest.approx(0.5)
+    assert np.isneginf(scores[27])
+    others = [i for i in pool.unlabeled_indices.tolist() if i not in SPECIAL]
+    np.testing.assert_allclose(scores[others], 0.05, rtol=1e-5)
+
+    assert pool.labeled_in_loop(1).tolist() == [15, 41]
+    assert callback.selection is not None
+    assert callback.selection.loop == 1
+    assert callback.selection.indices.tolist() == [15, 41]
+    np.testing.assert_allclose(callback.selection.scores, [0.6, 0.5], rtol=1e-6)
+    assert callback.selection_seconds >= 0.0
+
+
+def test_callback_refuses_to_select_when_a_frame_was_not_predicted() -> None:
+    pool = odd_pool()
+    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), query_size=2, loop=1, seed=0,
+                                      dataset_size=DATASET_SIZE)
+    with pytest.raises(RuntimeError, match=re.escape("[33]")):
+        drive(callback, batches(pool, skip=33))
+    assert pool.n_labeled == 4
+
+
+# ------------------------------------------------------------------------------------ Lightning
+class FrameIndices(Dataset[int]):
+    """A dataset whose items are just their absolute indices."""
+
+    def __len__(self) -> int:
+        return DATASET_SIZE
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class LookupDetector(pl.LightningModule):
+    """Predicts, for every frame, the class probabilities of a fixed table: ``(DATASET_SIZE, 2)``."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)
+
+    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> list[Detections]:
+        probs = self.table[batch]
+        return [Detections(int(i), torch.zeros(1, 7), p[None].argmax(dim=1), p[None].max(dim=1).values,
+                           p[None]) for i, p in zip(batch.tolist(), probs, strict=True)]
+
+
+def test_a_real_prediction_run_labels_the_expected_frames(tmp_path: Path) -> None:
+    pool = odd_pool()
+    table = torch.tensor([[0.9, 0.1]] * DATASET_SIZE)
+    # by hand: LC of 37 = 0.55, of 11 = 0.5, of 19 = 0.4; every other frame 0.1. Frames 3 and 8 would be
+    # the least confident of all but are labeled / outside the pool, so they are never predicted.
+    unsure = {37: [0.45, 0.3], 11: [0.5, 0.5], 19: [0.6, 0.4], 3: [0.2, 0.2], 8: [0.1, 0.1]}
+    for index, probs in unsure.items():
+        table[index] = torch.tensor(probs)
+
+    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), query_size=3, loop=1, seed=0,
+                                      dataset_size=DATASET_SIZE)
+    loader = DataLoader(Subset(FrameIndices(), pool.unlabeled_indices.tolist()), batch_size=4)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                         callbacks=[callback])
+    trainer.predict(LookupDetector(table), loader, return_predictions=False)
+
+    assert pool.labeled_in_loop(1).tolist() == [11, 19, 37]
+    assert callback.selection is not None
+    assert callback.selection.indices.tolist() == [37, 11, 19]
+    np.testing.assert_allclose(callback.selection.scores, [0.55, 0.5, 0.4], rtol=1e-6)
+    assert np.isnan(callback.scores[[3, 8]]).all()
+    assert np.isfinite(callback.scores[pool.indices]).sum() == len(pool) - 4  # all unlabeled frames scored
+
