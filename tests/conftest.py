@@ -22,6 +22,7 @@ TINY = [
     "data.batch_size=4",
     "data.eval_batch_size=8",
     "data.epoch_size=24",
+    "data.epoch_passes=null",
     "loop.initial_size=10",
     "loop.query_size=10",
     "loop.num_loops=2",

@@ -18,10 +18,11 @@ def dataset() -> SyntheticLidarDataset:
                                                      drive_frames=(10, 20)))
 
 
-def make_datamodule(dataset: SyntheticLidarDataset, labeled: int = 12, epoch_size: int | None = None
-                    ) -> tuple[ActiveDataModule, LabelPool]:
+def make_datamodule(dataset: SyntheticLidarDataset, labeled: int = 12, epoch_size: int | None = None,
+                    epoch_passes: float | None = None) -> tuple[ActiveDataModule, LabelPool]:
     datamodule = ActiveDataModule(dataset, "synthetic_lidar", collate_lidar, batch_size=4, eval_batch_size=5,
-                                  epoch_size=epoch_size, train_transform=LidarTrainAugmentation())
+                                  epoch_size=epoch_size, epoch_passes=epoch_passes,
+                                  train_transform=LidarTrainAugmentation())
     pool = LabelPool(datamodule.pool_split())
     pool.label_random(labeled, 0, np.random.default_rng(0))
     datamodule.attach_pool(pool)
@@ -92,6 +93,19 @@ def test_epoch_size_fixes_training_length_whatever_the_labeled_size(dataset: Syn
     assert len(loader_indices(small.train_dataloader())) == 40 == len(loader_indices(large.train_dataloader()))
     # the small labeled set is repeated evenly: every frame 8 times
     assert set(np.unique(loader_indices(small.train_dataloader()), return_counts=True)[1].tolist()) == {8}
+
+
+def test_epoch_passes_lengthen_training_as_the_labeled_set_grows(dataset: SyntheticLidarDataset) -> None:
+    small, _ = make_datamodule(dataset, labeled=5, epoch_size=40, epoch_passes=3)
+    large, _ = make_datamodule(dataset, labeled=30, epoch_size=40, epoch_passes=3)
+    assert len(loader_indices(small.train_dataloader())) == 40  # 3 passes = 15 < the 40-sample floor
+    large_indices = loader_indices(large.train_dataloader())
+    assert len(large_indices) == 90  # 3 passes over 30 frames
+    assert set(np.unique(large_indices, return_counts=True)[1].tolist()) == {3}
+    one_pass, _ = make_datamodule(dataset, labeled=7)
+    assert len(loader_indices(one_pass.train_dataloader())) == 7
+    with pytest.raises(ValueError, match="epoch_passes"):
+        ActiveDataModule(dataset, "x", collate_lidar, epoch_passes=0)
 
 
 def test_collate_concatenates_variable_size_clouds(dataset: SyntheticLidarDataset) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -36,9 +37,11 @@ class ActiveDataModule(pl.LightningDataModule):
         name: the dataset's name in results files (reports refuse to mix datasets).
         collate_fn: turns a list of items into a batch.
         batch_size: training batch size; ``eval_batch_size``: for val / test / pool inference.
-        epoch_size: training samples per epoch, drawn from the labeled set without replacement and
-            repeating it as needed, so that training length does not depend on the labeled set's size.
-            ``None``: one pass over the labeled set.
+        epoch_size: the least number of training samples per epoch; ``epoch_passes``: the least number
+            of passes over the labeled set per epoch. An epoch is the larger of the two (one pass when both
+            are ``None``), drawn from the labeled set without replacement and repeating it as needed: a
+            small labeled set still gets ``epoch_size`` samples, a large one ``epoch_passes`` passes, so
+            the model is neither undertrained early nor late in a run.
         train_transform: augmentation for training items only; val, test and pool items are never
             transformed (eval transforms are the identity for point clouds).
         num_workers: DataLoader workers.
@@ -46,7 +49,7 @@ class ActiveDataModule(pl.LightningDataModule):
 
     def __init__(self, dataset: SplitDataset, name: str, collate_fn: Callable[[Sequence[Any]], Any],
                  batch_size: int = 16,
-                 eval_batch_size: int = 32, epoch_size: int | None = None,
+                 eval_batch_size: int = 32, epoch_size: int | None = None, epoch_passes: float | None = None,
                  train_transform: Transform | None = None, num_workers: int = 0) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -54,12 +57,15 @@ class ActiveDataModule(pl.LightningDataModule):
                              f"{batch_size} and {eval_batch_size}")
         if epoch_size is not None and epoch_size < 1:
             raise ValueError(f"ActiveDataModule: 'epoch_size' must be >= 1 or null, got {epoch_size}")
+        if epoch_passes is not None and epoch_passes <= 0:
+            raise ValueError(f"ActiveDataModule: 'epoch_passes' must be > 0 or null, got {epoch_passes}")
         self.dataset = dataset
         self.name = name
         self.collate_fn = collate_fn
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.epoch_size = epoch_size
+        self.epoch_passes = epoch_passes
         self.train_transform = train_transform
         self.num_workers = num_workers
         self.pool: LabelPool | None = None
@@ -84,11 +90,18 @@ class ActiveDataModule(pl.LightningDataModule):
             raise RuntimeError("ActiveDataModule: no LabelPool attached; call attach_pool(pool) first")
         return self.pool
 
+    def train_samples(self, num_labeled: int) -> int:
+        """Training samples per epoch for a labeled set of ``num_labeled`` frames."""
+        passes = num_labeled if self.epoch_passes is None else math.ceil(self.epoch_passes * num_labeled)
+        if self.epoch_size is None:
+            return passes
+        return max(self.epoch_size, passes) if self.epoch_passes is not None else self.epoch_size
+
     def _loader(self, indices: np.ndarray, transform: Transform | None = None, train: bool = False) -> DataLoader:
         subset: Dataset = TransformedSubset(self.dataset, indices, transform)
         sampler = None
         if train:
-            sampler = RandomSampler(subset, replacement=False, num_samples=self.epoch_size or len(subset))
+            sampler = RandomSampler(subset, replacement=False, num_samples=self.train_samples(len(subset)))
         return DataLoader(subset, batch_size=self.batch_size if train else self.eval_batch_size,
                           sampler=sampler, shuffle=False, collate_fn=self.collate_fn,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
