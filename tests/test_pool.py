@@ -194,42 +194,31 @@ def test_save_overwrites_the_previous_state(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["pool.json"]
 
 
-def test_crash_while_writing_leaves_the_previous_file_and_no_temporary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _half_written_dump(obj: Any, handle: Any, **kwargs: Any) -> None:
+    handle.write(json.dumps(obj)[:5])  # a truncated JSON document, then the "crash"
+    handle.flush()
+    raise KeyboardInterrupt
+
+
+def _failing_replace(src: Any, dst: Any) -> None:
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize(("module", "name", "sabotage", "error"), [
+    (json, "dump", _half_written_dump, KeyboardInterrupt),  # killed while writing
+    (alcv.pool.os, "replace", _failing_replace, OSError),  # the rename fails
+])
+def test_a_failed_save_leaves_the_previous_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, name: str, sabotage: Any, error: type
 ) -> None:
     pool = LabelPool(SCATTERED)
     path = tmp_path / "pool.json"
     pool.save(path)
     saved = path.read_bytes()
 
-    def half_written_dump(obj: Any, handle: Any, **kwargs: Any) -> None:
-        handle.write(json.dumps(obj)[:5])  # a truncated JSON document, then the "crash"
-        handle.flush()
-        raise KeyboardInterrupt
-
     pool.label([42], loop=0)
-    monkeypatch.setattr(alcv.pool.json, "dump", half_written_dump)
-    with pytest.raises(KeyboardInterrupt):
-        pool.save(path)
-
-    assert path.read_bytes() == saved
-    assert [p.name for p in tmp_path.iterdir()] == ["pool.json"]
-
-
-def test_failed_rename_leaves_the_previous_file_and_no_temporary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pool = LabelPool(SCATTERED)
-    path = tmp_path / "pool.json"
-    pool.save(path)
-    saved = path.read_bytes()
-
-    def failing_replace(src: Any, dst: Any) -> None:
-        raise OSError("disk full")
-
-    pool.label([42], loop=0)
-    monkeypatch.setattr(alcv.pool.os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(module, name, sabotage)
+    with pytest.raises(error):
         pool.save(path)
     monkeypatch.undo()
 
