@@ -14,8 +14,8 @@ y left, z up, metres; the ground is the plane ``z = -SENSOR_HEIGHT``. Boxes are
 
 The sensor model, per frame: ground returns on 32 beam rings (density falls with range); points on the
 faces of each object that face the sensor, their number proportional to the face's solid angle (so it
-falls with the square of the range); golf carts have open sides (points on the lower body, the roof and
-the pillars only) and are close in size to small cars; clutter (poles, bushes, walls) that the detector
+falls with the square of the range); golf carts have open sides (points on the lower body and the roof
+only) and are close in size to small cars; clutter (poles, bushes, walls) that the detector
 must learn to reject; occlusion of everything behind an object, wall or bush; Gaussian range noise.
 A box is labeled when at least ``min_points_per_box`` of its points survive occlusion and its centre
 lies inside ``label_range``.
@@ -543,7 +543,7 @@ class SyntheticLidarWorld:
         is_cart = labels == GOLF_CART
         object_points, object_owner = _sample_faces(
             rng, objects, density_scale=np.where(is_cart, 0.8, 1.0), lower_fraction=np.where(is_cart, 0.45, 1.0))
-        roof = objects[is_cart].copy()  # golf-cart roof: a thin slab at full height on four pillars
+        roof = objects[is_cart].copy()  # golf-cart roof: a thin slab at full height above the open sides
         roof[:, 2] += roof[:, 5] / 2 - 0.05
         roof[:, 5] = 0.1
         roof_points, roof_owner = _sample_faces(rng, roof, np.ones(len(roof)), np.ones(len(roof)))
