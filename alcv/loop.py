@@ -33,9 +33,32 @@ log = logging.getLogger(__name__)
 POOL_STATE_FILE = "label_pool.json"
 
 
+STUDY_TYPES = ("active_learning", "subset")
+
+
+def initial_size(loop_cfg: DictConfig, pool_size: int) -> int:
+    """Frames labeled at loop 0: ``loop.initial_size``, or ``loop.initial_fraction`` of the pool (rounded,
+    at least 1) when that is set instead."""
+    size, fraction = loop_cfg.get("initial_size"), loop_cfg.get("initial_fraction")
+    if (size is None) == (fraction is None):
+        raise ValueError("set exactly one of loop.initial_size (frames) and loop.initial_fraction (of the pool), "
+                         f"got initial_size={size} and initial_fraction={fraction}")
+    if fraction is None:
+        return int(size)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"loop.initial_fraction must be in (0, 1], got {fraction}")
+    return max(1, round(float(fraction) * pool_size))
+
+
 def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
     """Reject loop settings that cannot work, before anything trains; messages name the setting."""
-    initial, query, loops = loop_cfg.initial_size, loop_cfg.query_size, loop_cfg.num_loops
+    study_type = loop_cfg.get("study_type", "active_learning")
+    if study_type not in STUDY_TYPES:
+        raise ValueError(f"loop.study_type: unknown '{study_type}', expected one of {STUDY_TYPES}")
+    initial, query, loops = initial_size(loop_cfg, pool_size), loop_cfg.query_size, loop_cfg.num_loops
+    if study_type == "subset" and loops != 1:
+        raise ValueError(f"loop.study_type=subset trains one model on one random subset: loop.num_loops must be "
+                         f"1, got {loops}")
     if loops < 1:
         raise ValueError(f"loop.num_loops must be >= 1, got {loops}")
     if not 1 <= initial <= pool_size:
@@ -135,10 +158,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     if logger is not None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    pool.label_random(cfg.loop.initial_size, loop=0, rng=np.random.default_rng(derive_seed(seed, INITIAL_SET)))
+    initial_rng = np.random.default_rng(derive_seed(seed, INITIAL_SET))
+    pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=initial_rng)
     datamodule.attach_pool(pool)
     files.save_pool(pool)
     files.append_selection(0, pool.labeled_in_loop(0), None)
+    # the frames labeled for the coming loop, in the strategy's order, with their scores (None at loop 0)
+    newly_labeled: tuple[np.ndarray, np.ndarray | None] = (pool.labeled_in_loop(0), None)
     boxes = _BoxCounter(datamodule)
     records: list[dict[str, Any]] = []
     num_loops = int(cfg.loop.num_loops)
@@ -176,11 +202,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             selection_seconds = time.perf_counter() - started
 
         record = {
-            "experiment": cfg.experiment_name, "dataset": datamodule.name, "strategy": strategy.name,
+            "experiment": cfg.experiment_name, "study_type": cfg.loop.get("study_type", "active_learning"),
+            "dataset": datamodule.name, "strategy": strategy.name,
             "strategy_config": OmegaConf.to_container(cfg.strategy, resolve=True), "seed": seed,
             "loop": loop, "num_loops": num_loops, "n_labeled_frames": n_labeled,
             "n_labeled_boxes": n_boxes, "n_pool_frames": len(pool),
-            "fraction": n_labeled / len(pool), "map": result.map,
+            "fraction": n_labeled / len(pool), "target_fraction": cfg.loop.get("initial_fraction"),
+            "map": result.map,
             "ap_per_class": dict(zip(class_names, result.ap_per_class.tolist(), strict=True)),
             "ap_per_threshold": dict(zip((f"{t:g}" for t in result.thresholds),
                                          result.ap_per_threshold.tolist(), strict=True)),
@@ -198,7 +226,11 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             "al/map": record["map"], **{f"al/ap/{name}": ap for name, ap in record["ap_per_class"].items()},
             "al/n_labeled_frames": n_labeled, "al/n_labeled_boxes": n_boxes,
             "al/fraction": record["fraction"], "al/train_seconds": train_seconds,
-            "al/pool_inference_seconds": pool_seconds}, loop)
+            "al/pool_inference_seconds": pool_seconds}, loop,
+            selected=tracking.SelectedFrames(*newly_labeled, [datamodule.dataset.num_boxes(i)
+                                                              for i in newly_labeled[0].tolist()]))
+        if selection is not None:
+            newly_labeled = (selection.indices, selection.scores)
         log.info("loop %d of %d: mAP %.3f on the test split (%s)", loop + 1, num_loops, record["map"],
                  ", ".join(f"{name} {ap:.3f}" for name, ap in record["ap_per_class"].items()))
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import wandb
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 log = logging.getLogger(__name__)
@@ -54,12 +58,36 @@ def make_wandb_logger(save_dir: str, project: str = "alcv", mode: str = "auto", 
     return logger
 
 
-def log_loop_metrics(logger: Logger | None, metrics: dict[str, float], loop: int) -> None:
-    """Send one loop's metrics to ``logger``: on the ``loop`` axis for W&B, as step ``loop`` elsewhere."""
+@dataclass(frozen=True)
+class SelectedFrames:
+    """The frames labeled for one loop: absolute ``indices`` ``(k,)`` in the strategy's order, their
+    acquisition ``scores`` ``(k,)`` (None for the random initial set) and ``boxes``, each frame's box count."""
+
+    indices: np.ndarray
+    scores: np.ndarray | None
+    boxes: Sequence[int]
+
+    def as_wandb_table(self, loop: int) -> wandb.Table:
+        """One row per frame: loop, rank (0 = the strategy's first pick), index, score, boxes."""
+        scores = [None] * len(self.indices) if self.scores is None else self.scores.tolist()
+        rows = [[loop, rank, index, score, boxes] for rank, (index, score, boxes)
+                in enumerate(zip(self.indices.tolist(), scores, self.boxes, strict=True))]
+        return wandb.Table(columns=["loop", "rank", "index", "score", "boxes"], data=rows)
+
+
+def log_loop_metrics(logger: Logger | None, metrics: dict[str, float], loop: int,
+                     selected: SelectedFrames | None = None) -> None:
+    """Send one loop's metrics to ``logger``: on the ``loop`` axis for W&B, as step ``loop`` elsewhere.
+
+    ``selected`` (the frames labeled for this loop) goes to W&B as the table ``al/selected_frames``.
+    """
     if logger is None:
         return
     if isinstance(logger, WandbLogger):
-        logger.experiment.log({"loop": loop, **metrics})
+        row: dict[str, Any] = {"loop": loop, **metrics}
+        if selected is not None:
+            row["al/selected_frames"] = selected.as_wandb_table(loop)
+        logger.experiment.log(row)
     else:
         logger.log_metrics(metrics, step=loop)
 

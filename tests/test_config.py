@@ -84,7 +84,11 @@ def test_logger_options_instantiate(compose_cfg: Compose, option: str, tmp_path:
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_and_runs_one_loop(compose_cfg: Compose, experiment: str) -> None:
-    cfg = compose_cfg(f"experiment={experiment}", *TINY, "loop.num_loops=1", "logger=none")
+    cfg = compose_cfg(f"experiment={experiment}")
+    overrides = [*TINY, "loop.num_loops=1", "logger=none", "trainer=cpu"]
+    if cfg.loop.study_type == "subset":  # subset studies set a fraction of the pool, not a frame count
+        overrides.append("loop.initial_size=null")
+    cfg = compose_cfg(f"experiment={experiment}", *overrides)
     assert cfg.experiment_name == experiment
     records = run(cfg)
     assert records[0]["experiment"] == experiment

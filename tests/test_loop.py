@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def test_two_loops_write_results_selections_state_and_wandb(compose_cfg: Compose
         assert row["al/map"] == pytest.approx(record["map"])
         assert row["al/ap/vehicle"] == pytest.approx(record["ap_per_class"]["vehicle"])
 
+    # each loop's row holds the frames labeled for it as a W&B Table, in the strategy's order
+    for row, selection in zip(loop_rows, selections, strict=True):
+        table_file = run_dir / "files" / row["al/selected_frames/path"]
+        table = json.loads(table_file.read_text())
+        assert table["columns"] == ["loop", "rank", "index", "score", "boxes"]
+        assert [r[2] for r in table["data"]] == selection["indices"]
+        assert {r[0] for r in table["data"]} == {selection["loop"]}
+        assert [r[4] for r in table["data"]] == [dataset.num_boxes(i) for i in selection["indices"]]
+    assert [r[3] for r in table["data"]] == pytest.approx(selections[1]["scores"])
+
 
 def test_same_seed_same_selection_and_random_needs_no_pool_inference(compose_cfg: Compose,
                                                                      tmp_path: Path) -> None:
@@ -89,6 +100,17 @@ def test_warm_start_runs_and_csv_logger_works(compose_cfg: Compose) -> None:
     assert list(Path(cfg.output_dir).rglob("metrics.csv"))
 
 
+def test_subset_run_trains_once_on_a_fraction_of_the_pool(compose_cfg: Compose) -> None:
+    cfg = compose_cfg("experiment=subset_study", *TINY, "loop.initial_size=null", "loop.num_loops=1",
+                      "loop.initial_fraction=0.25", "logger=none")
+    (record,) = run(cfg)
+    assert record["study_type"] == "subset" and record["strategy"] == "random"
+    assert record["target_fraction"] == 0.25
+    assert record["n_labeled_frames"] == round(0.25 * record["n_pool_frames"])
+    assert record["n_selected"] == 0 and record["timings"]["pool_inference"] == 0
+    assert [s["loop"] for s in read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE)] == [0]
+
+
 def test_results_are_never_overwritten(compose_cfg: Compose) -> None:
     cfg = compose_cfg(*TINY, "logger=none", "loop.num_loops=1")
     run(cfg)
@@ -105,6 +127,10 @@ def test_results_are_never_overwritten(compose_cfg: Compose) -> None:
     ("strategy.aggregation=median", r"strategy.aggregation: unknown 'median', expected one of \('max'"),
     ("strategy.empty_frames=skip", r"strategy.empty_frames: unknown 'skip'"),
     ("data.dataset.class_names=[vehicle,tractor]", r"class_names.*tractor"),
+    ("loop.initial_fraction=0.5", r"set exactly one of loop.initial_size .* and loop.initial_fraction"),
+    ("loop=subset", r"set exactly one of loop.initial_size"),
+    ("loop.study_type=subset", r"loop.num_loops must be 1, got 2"),
+    ("loop.study_type=bandit", r"loop.study_type: unknown 'bandit'"),
 ])
 def test_bad_settings_fail_before_any_training(compose_cfg: Compose, override: str, message: str) -> None:
     cfg = compose_cfg(*TINY, override)
