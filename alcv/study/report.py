@@ -1,0 +1,528 @@
+"""Paper-style study reports from results files: tables, figures and a Markdown summary.
+
+Reads only ``results.jsonl`` files (see :mod:`alcv.study.results`), found under the given directories;
+never the objects of a run. Two kinds of runs feed a report, told apart by their ``study_type`` field:
+
+- ``subset`` runs (``experiment=subset_study``): one model per (data fraction, seed) on a random subset.
+  They give the violin plots of mAP per fraction and, at fraction 1.0, the full-data mAP that the
+  labels-needed table compares against.
+- ``active_learning`` runs (``experiment=al_vs_random``): strategies x seeds through all loops. They give
+  the learning curves, the class-wise AP per loop and the labels-needed table.
+
+Problems that leave the rest usable (a corrupt line, a run that stopped early, a missing seed, a single
+seed) become notes in the report; results of different datasets in one report are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from scipy import stats
+
+from alcv.study.results import REQUIRED_FIELDS, RESULTS_FILE
+
+#: fractions of the full-data mAP for which the labels-needed table counts labels
+DEFAULT_LEVELS = (0.9, 0.95, 1.0)
+RANDOM = "random"
+
+
+@dataclass
+class Study:
+    """The records of every run found, as one table, plus what was noticed while reading them.
+
+    ``records`` has one row per (run, loop): ``run`` (the run's folder), ``experiment``, ``study_type``,
+    ``dataset``, ``strategy``, ``seed``, ``loop``, ``num_loops``, ``n_labeled_frames``,
+    ``n_labeled_boxes``, ``n_pool_frames``, ``fraction`` (labeled / pool), ``target_fraction`` (the
+    requested fraction of a subset run, else NaN), ``map`` and one ``ap/<class>`` column per class
+    (NaN where undefined).
+    """
+
+    records: pd.DataFrame
+    class_names: tuple[str, ...]
+    dataset: str
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """Add ``text`` to the notes once (tables computed twice do not repeat their notes)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def of_type(self, study_type: str) -> pd.DataFrame:
+        return self.records[self.records["study_type"] == study_type]
+
+    @property
+    def active_learning(self) -> pd.DataFrame:
+        return self.of_type("active_learning")
+
+    @property
+    def subsets(self) -> pd.DataFrame:
+        return self.of_type("subset")
+
+
+def find_results_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Every ``results.jsonl`` at or under ``paths`` (files or directories), sorted.
+
+    Raises:
+        FileNotFoundError: if a path does not exist or holds no results file.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or directory")
+        files = [path] if path.is_file() else sorted(path.rglob(RESULTS_FILE))
+        if not files:
+            raise FileNotFoundError(f"{path}: no {RESULTS_FILE} files in this directory or below it; point the "
+                                    "report at a run's output directory or a multirun directory")
+        found.extend(files)
+    return sorted(set(found))
+
+
+def _read_records(path: Path, notes: list[str]) -> list[dict]:
+    """The valid records of one results file; every skipped line becomes a note naming the file and line."""
+    records = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                notes.append(f"{path}:{number}: skipped, not valid JSON ({error.msg})")
+                continue
+            missing = [name for name in REQUIRED_FIELDS if name not in record] if isinstance(record, dict) else []
+            if not isinstance(record, dict) or missing:
+                what = f"lacks fields {missing}" if missing else "is not a JSON object"
+                notes.append(f"{path}:{number}: skipped, the record {what}")
+                continue
+            records.append(record)
+    return records
+
+
+def _as_float(value: object) -> float:
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
+
+
+def load_study(paths: Sequence[str | Path]) -> Study:
+    """Read every results file under ``paths`` into a :class:`Study`.
+
+    Raises:
+        FileNotFoundError: no results files.
+        ValueError: no readable record at all, or records of more than one dataset.
+    """
+    files = find_results_files(paths)
+    notes: list[str] = []
+    rows, class_names, datasets = [], [], {}
+    for path in files:
+        for record in _read_records(path, notes):
+            datasets.setdefault(record["dataset"], path)
+            class_names += [name for name in record["ap_per_class"] if name not in class_names]
+            row = {
+                "run": str(path.parent), "experiment": record["experiment"],
+                "study_type": record.get("study_type", "active_learning"), "dataset": record["dataset"],
+                "strategy": record["strategy"], "seed": int(record["seed"]), "loop": int(record["loop"]),
+                "num_loops": int(record.get("num_loops", record["loop"] + 1)),
+                "n_labeled_frames": int(record["n_labeled_frames"]),
+                "n_labeled_boxes": int(record["n_labeled_boxes"]),
+                "n_pool_frames": record.get("n_pool_frames"), "fraction": float(record["fraction"]),
+                "target_fraction": _as_float(record.get("target_fraction")), "map": _as_float(record["map"]),
+            }
+            row.update({f"ap/{name}": _as_float(ap) for name, ap in record["ap_per_class"].items()})
+            rows.append(row)
+    if len(datasets) > 1:
+        which = "; ".join(f"'{name}' (e.g. {path})" for name, path in datasets.items())
+        raise ValueError(f"results of different datasets cannot share one report: {which}. Report each dataset "
+                         "separately")
+    if not rows:
+        raise ValueError(f"no readable records in {len(files)} results files: " + "; ".join(notes))
+    records = pd.DataFrame(rows)
+    for name in class_names:
+        if f"ap/{name}" not in records:
+            records[f"ap/{name}"] = np.nan
+    study = Study(records.sort_values(["study_type", "strategy", "seed", "loop"], ignore_index=True),
+                  tuple(class_names), next(iter(datasets)), notes)
+    _note_incomplete_runs(study)
+    return study
+
+
+def _note_incomplete_runs(study: Study) -> None:
+    """Notes for runs that stopped early, seeds missing from some strategies and single-seed curves."""
+    runs = study.records.groupby("run").agg(last=("loop", "max"), planned=("num_loops", "max"))
+    for run, row in runs[runs["last"] + 1 < runs["planned"]].iterrows():
+        study.note(f"{run}: stopped after loop {row['last']} of {row['planned'] - 1} (0-based); its "
+                           "finished loops are used")
+    curves = study.active_learning
+    if curves.empty:
+        return
+    seeds = curves.groupby("strategy")["seed"].apply(lambda s: set(s.tolist()))
+    every = set().union(*seeds)
+    for strategy, present in seeds.items():
+        if present != every:
+            study.note(f"strategy '{strategy}' lacks seeds {sorted(every - present)} that other strategies "
+                               "have; its curves average fewer seeds")
+        if len(present) == 1:
+            study.note(f"strategy '{strategy}' has a single seed: no confidence band is drawn")
+
+
+def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (one value per seed); NaN bounds for fewer than 2."""
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    mean = values.mean()
+    return float(mean - half), float(mean + half)
+
+
+def _subset_fraction(frame: pd.DataFrame) -> pd.Series:
+    """A subset run's requested fraction, or its labeled fraction (to 3 places) if it records none."""
+    return frame["target_fraction"].fillna(frame["fraction"].round(3))
+
+
+def subset_table(study: Study) -> pd.DataFrame:
+    """Per data fraction of the subset runs: runs, mean frames, and min / median / max / mean of mAP over
+    seeds, then the median AP of each class. Empty without subset runs."""
+    subsets = study.subsets.assign(target=_subset_fraction)
+    if subsets.empty:
+        return pd.DataFrame()
+    grouped = subsets.groupby("target")
+    table = pd.DataFrame({
+        "runs": grouped.size(), "frames": grouped["n_labeled_frames"].mean(),
+        "map_min": grouped["map"].min(), "map_median": grouped["map"].median(),
+        "map_max": grouped["map"].max(), "map_mean": grouped["map"].mean(),
+    })
+    for name in study.class_names:
+        table[f"median_ap/{name}"] = grouped[f"ap/{name}"].median()
+    return table.rename_axis("fraction").reset_index()
+
+
+def subset_class_table(study: Study) -> pd.DataFrame:
+    """Per (fraction, class) of the subset runs: min / median / max of the class's AP over seeds."""
+    subsets = study.subsets.assign(target=_subset_fraction)
+    if subsets.empty:
+        return pd.DataFrame()
+    long = _class_long(subsets, study.class_names, ["target", "seed"])
+    table = long.groupby(["target", "class"], sort=False)["ap"].agg(["min", "median", "max"]).reset_index()
+    table = table.sort_values("target", kind="stable", ignore_index=True)
+    return table.rename(columns={"target": "fraction", "min": "ap_min", "median": "ap_median", "max": "ap_max"})
+
+
+def _class_long(frame: pd.DataFrame, class_names: Sequence[str], keys: list[str]) -> pd.DataFrame:
+    """``frame``'s ``ap/<class>`` columns as rows: ``keys`` + ``class`` + ``ap``."""
+    long = frame.melt(id_vars=keys, value_vars=[f"ap/{name}" for name in class_names], var_name="class",
+                      value_name="ap")
+    long["class"] = long["class"].str.removeprefix("ap/")
+    return long
+
+
+def learning_curves(study: Study) -> pd.DataFrame:
+    """Per (strategy, loop) of the active-learning runs, over seeds: seeds, mean labeled frames, boxes and
+    fraction, mean / std of mAP and its 95 % Student-t confidence interval (NaN with one seed)."""
+    curves = study.active_learning
+    if curves.empty:
+        return pd.DataFrame()
+    rows = []
+    for (strategy, loop), group in curves.groupby(["strategy", "loop"]):
+        maps = group["map"].to_numpy(dtype=float)
+        low, high = confidence_interval(maps)
+        rows.append({"strategy": strategy, "loop": loop, "seeds": len(group),
+                     "frames": group["n_labeled_frames"].mean(), "boxes": group["n_labeled_boxes"].mean(),
+                     "fraction": group["fraction"].mean(), "map_mean": np.nanmean(maps) if maps.size else np.nan,
+                     "map_std": np.nanstd(maps, ddof=1) if maps.size > 1 else np.nan,
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def classwise_curves(study: Study, strategy: str) -> pd.DataFrame:
+    """Per (loop, class) for ``strategy``: mean AP over seeds and its change from the previous loop
+    (``ap_change``, NaN at loop 0): how fast each class is being learned."""
+    runs = study.active_learning[study.active_learning["strategy"] == strategy]
+    if runs.empty:
+        raise ValueError(f"no active-learning runs of strategy '{strategy}'; the report has "
+                         f"{sorted(study.active_learning['strategy'].unique())}")
+    long = _class_long(runs, study.class_names, ["loop", "seed", "n_labeled_frames"])
+    table = long.groupby(["class", "loop"], sort=False).agg(frames=("n_labeled_frames", "mean"),
+                                                          ap_mean=("ap", "mean")).reset_index()
+    table["ap_change"] = table.groupby("class", sort=False)["ap_mean"].diff()
+    return table
+
+
+def full_data_map(study: Study) -> pd.Series:
+    """The test mAP of the subset runs trained on the whole pool, per seed (mean if a seed has several)."""
+    subsets = study.subsets
+    full = subsets[_subset_fraction(subsets) >= 1.0]
+    return full.groupby("seed")["map"].mean()
+
+
+def labels_to_reach(study: Study, levels: Sequence[float] = DEFAULT_LEVELS) -> pd.DataFrame:
+    """Per strategy: labeled frames and boxes at which the mean learning curve first reaches each level of
+    the full-data mAP, the frames' ratio to random's, and the normalised area under the curve.
+
+    The reference is the mean full-data mAP (:func:`full_data_map`) over the strategy's own seeds, or over
+    every full-data seed (with a note) when none of its seeds was trained on the full pool. A level that
+    the mean curve never reaches is NaN. ``auc`` is the trapezoid area under mean mAP against labeled
+    fraction divided by the fraction range: the curve's average mAP (its single value for one loop).
+    """
+    curves = learning_curves(study)
+    if curves.empty:
+        return pd.DataFrame()
+    full = full_data_map(study)
+    if full.empty:
+        study.note("no subset runs at fraction 1.0 (the full pool): the labels-needed columns are empty; "
+                           "run `alcv experiment=subset_study -m loop.initial_fraction=1.0` with the same seeds "
+                           "and report both directories together")
+    rows = []
+    for strategy, curve in curves.groupby("strategy"):
+        curve = curve.sort_values("loop")
+        row: dict[str, object] = {"strategy": strategy, "seeds": int(curve["seeds"].max())}
+        seeds = study.active_learning.loc[study.active_learning["strategy"] == strategy, "seed"].unique()
+        matched = full[full.index.isin(seeds)]
+        if full.size and matched.empty:
+            study.note(f"strategy '{strategy}': none of its seeds has a full-pool run; its reference is "
+                               f"the mean full-data mAP of seeds {full.index.tolist()}")
+            matched = full
+        reference = matched.mean() if matched.size else np.nan
+        row["full_data_map"] = reference
+        for level in levels:
+            reached = curve[curve["map_mean"] >= level * reference]
+            first = reached.iloc[0] if len(reached) else None
+            row[f"frames_to_{level:.0%}"] = np.nan if first is None else first["frames"]
+            row[f"boxes_to_{level:.0%}"] = np.nan if first is None else first["boxes"]
+        x, y = curve["fraction"].to_numpy(), curve["map_mean"].to_numpy()
+        row["auc"] = float(y[0]) if len(x) == 1 else float(np.trapezoid(y, x) / (x[-1] - x[0]))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    baseline = table[table["strategy"] == RANDOM]
+    for level in levels:
+        column = f"frames_to_{level:.0%}"
+        table[f"ratio_to_random_{level:.0%}"] = (table[column] / baseline[column].iloc[0]
+                                                 if len(baseline) else np.nan)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def _percent(values: pd.Series) -> pd.Series:
+    return (100 * values).round(1).map(lambda v: f"{v:g}")
+
+
+def _new_figure(columns: int = 1, width: float = 7.0) -> tuple[Figure, list[Axes]]:
+    figure = Figure(figsize=(width * columns, 4.8), layout="constrained")
+    return figure, list(np.atleast_1d(figure.subplots(1, columns)))
+
+
+def plot_subset_violins(study: Study) -> Figure:
+    """Violins of test mAP per data fraction over seeds (left) and of each class's AP, overlaid (right)."""
+    subsets = study.subsets.assign(target=_subset_fraction)
+    subsets = subsets.assign(percent=_percent(subsets["target"]))
+    order = _percent(pd.Series(sorted(subsets["target"].unique()))).tolist()
+    figure, (left, right) = _new_figure(2)
+    sns.violinplot(subsets, x="percent", y="map", order=order, ax=left, color="#9ecae1", cut=0,
+                   inner="quartile", density_norm="width")
+    sns.stripplot(subsets, x="percent", y="map", order=order, ax=left, color="black", size=3, jitter=0.15)
+    left.set(title=f"mAP of models trained on random subsets ({study.dataset})",
+             xlabel="labeled fraction of the pool (%)", ylabel="test mAP (centre distance)")
+    long = _class_long(subsets, study.class_names, ["percent", "seed"])
+    sns.violinplot(long, x="percent", y="ap", hue="class", order=order, ax=right, cut=0, inner=None,
+                   density_norm="width", dodge=True, alpha=0.6)
+    right.set(title="AP per class over the same runs", xlabel="labeled fraction of the pool (%)",
+              ylabel="test AP (centre distance)")
+    right.legend(title="class", loc="lower right")
+    runs = subsets.groupby("target").size()
+    seeds = f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()} to {runs.max()}"
+    figure.suptitle(f"Random-subset variance: {seeds} seeds per fraction")
+    return figure
+
+
+def _band(ax: Axes, x: pd.Series, curve: pd.DataFrame, label: str) -> None:
+    line = ax.plot(x, curve["map_mean"], marker="o", label=label)[0]
+    if curve["ci_low"].notna().any():  # drawn inside [0, 1], where mAP lives
+        ax.fill_between(x, curve["ci_low"].clip(0, 1), curve["ci_high"].clip(0, 1), color=line.get_color(),
+                        alpha=0.2, linewidth=0)
+
+
+def plot_learning_curves(study: Study) -> Figure:
+    """Mean test mAP per strategy with its 95 % confidence band over seeds, against labeled frames (left)
+    and labeled boxes (right); the full-data mAP, when known, as a dashed line."""
+    curves = learning_curves(study)
+    full = full_data_map(study)
+    figure, axes = _new_figure(2)
+    for strategy, curve in curves.groupby("strategy"):
+        label = f"{strategy} ({curve['seeds'].max()} seeds)"
+        _band(axes[0], curve["frames"], curve, label)
+        _band(axes[1], curve["boxes"], curve, label)
+    for ax, unit in zip(axes, ("frames", "boxes"), strict=True):
+        if full.size:
+            ax.axhline(full.mean(), color="grey", linestyle="--", label=f"full pool, mean of {full.size} seeds")
+        ax.set(xlabel=f"labeled {unit}", ylabel="test mAP (centre distance)",
+               title=f"Learning curves against labeled {unit}")
+        ax.legend(loc="lower right")
+    figure.suptitle(f"Active learning vs random on {study.dataset}: mean and 95 % confidence band over seeds")
+    return figure
+
+
+def plot_classwise(study: Study, strategy: str) -> Figure:
+    """Mean AP per class per loop for ``strategy`` (left) and its change from the previous loop (right)."""
+    table = classwise_curves(study, strategy)
+    figure, (left, right) = _new_figure(2)
+    for name, curve in table.groupby("class", sort=False):
+        left.plot(curve["loop"], curve["ap_mean"], marker="o", label=name)
+        right.plot(curve["loop"], curve["ap_change"], marker="o", label=name)
+    right.axhline(0.0, color="grey", linewidth=0.8)
+    left.set(title=f"AP per class ({strategy})", xlabel="loop (labeled frames)", ylabel="test AP (mean over seeds)")
+    right.set(title="How fast each class is learned", xlabel="loop (labeled frames)",
+              ylabel="change in AP from the previous loop")
+    ticks = table.groupby("loop")["frames"].mean()
+    for ax in (left, right):
+        ax.set_xticks(ticks.index, [f"{loop}\n{frames:.0f} fr." for loop, frames in ticks.items()])
+        ax.legend(title="class")
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
+    """``table`` as a GitHub Markdown table; floats to ``digits`` places (whole numbers of 1 or more, such
+    as frame counts, without decimals), NaN as an em dash."""
+    def cell(value: object) -> str:
+        if isinstance(value, float | np.floating):
+            if np.isnan(value):
+                return "—"
+            return f"{value:.0f}" if value >= 1 and float(value).is_integer() else f"{value:.{digits}f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` wrote: the Markdown summary, the figures and the tables (as CSV too)."""
+
+    summary: Path
+    figures: dict[str, Path]
+    tables: dict[str, pd.DataFrame]
+
+
+def default_strategy(study: Study) -> str | None:
+    """The strategy whose class-wise curves a report shows: the first non-random one, else random."""
+    strategies = sorted(study.active_learning["strategy"].unique())
+    return next((s for s in strategies if s != RANDOM), strategies[0] if strategies else None)
+
+
+def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
+                 levels: Sequence[float] = DEFAULT_LEVELS) -> Report:
+    """Write ``report.md`` with its PNG figures and CSV tables into ``out_dir``; returns what was written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or default_strategy(study)
+    tables = {"subset_map": subset_table(study), "subset_class_ap": subset_class_table(study),
+              "learning_curves": learning_curves(study), "labels_to_reach": labels_to_reach(study, levels)}
+    if strategy is not None:
+        tables[f"classwise_{strategy}"] = classwise_curves(study, strategy)
+    figures: dict[str, Figure] = {}
+    if not study.subsets.empty:
+        figures["subset_violins"] = plot_subset_violins(study)
+    if not study.active_learning.empty:
+        figures["learning_curves"] = plot_learning_curves(study)
+    if strategy is not None:
+        figures[f"classwise_{strategy}"] = plot_classwise(study, strategy)
+    paths = {}
+    for name, figure in figures.items():
+        paths[name] = out / f"{name}.png"
+        figure.savefig(paths[name], dpi=110)
+    for name, table in tables.items():
+        if not table.empty:
+            table.to_csv(out / f"{name}.csv", index=False)
+    summary = out / "report.md"
+    summary.write_text(_summary_markdown(study, tables, paths, strategy, levels))
+    return Report(summary, paths, tables)
+
+
+def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: dict[str, Path],
+                      strategy: str | None, levels: Sequence[float]) -> str:
+    runs = study.records.groupby("study_type")["run"].nunique()
+    parts = [f"# Study report: {study.dataset}", "",
+             f"{runs.get('subset', 0)} random-subset runs and {runs.get('active_learning', 0)} active-learning "
+             f"runs; classes: {', '.join(study.class_names)}. mAP is the centre-distance mAP on the fixed test "
+             "split."]
+    if study.notes:
+        parts += ["", "## Notes", "", *(f"- {note}" for note in study.notes)]
+    if "subset_violins" in figures:
+        parts += ["", "## Random-subset variance", "",
+                  "Each violin holds one model per seed, trained on a random subset of that fraction of the pool.",
+                  "", f"![mAP per data fraction]({figures['subset_violins'].name})", "",
+                  markdown_table(tables["subset_map"]), "", "AP per class (min / median / max over seeds):", "",
+                  markdown_table(tables["subset_class_ap"])]
+    if "learning_curves" in figures:
+        curves = tables["learning_curves"][["strategy", "loop", "seeds", "frames", "boxes", "map_mean",
+                                            "ci_low", "ci_high"]]
+        parts += ["", "## Learning curves", "", "Mean over seeds with a 95 % Student-t confidence band.", "",
+                  f"![learning curves]({figures['learning_curves'].name})", "", markdown_table(curves)]
+        labels = tables["labels_to_reach"]
+        if not labels.empty:
+            parts += ["", "## Labels needed to reach the full-data mAP", "",
+                      f"First loop at which the mean curve reaches {', '.join(f'{v:.0%}' for v in levels)} of the "
+                      "mean full-data mAP of the same seeds (— where it never does); ratio = frames / random's "
+                      "frames; auc = average mAP over the labeled-fraction range.", "", markdown_table(labels)]
+    if strategy is not None:
+        name = f"classwise_{strategy}"
+        parts += ["", f"## Class-wise AP per loop: {strategy}", "", f"![class-wise AP]({figures[name].name})", "",
+                  markdown_table(tables[name])]
+    return "\n".join(parts) + "\n"
+
+
+def log_report_to_wandb(study: Study, report: Report, project: str = "alcv", mode: str = "auto") -> Path:
+    """Log the report's figures (as images) and tables to a W&B run in the study's group, job type
+    ``report``; returns the run's local folder."""
+    import wandb
+
+    from alcv.tracking import resolve_wandb_mode
+
+    group = "+".join(sorted(study.records["experiment"].unique()))
+    run = wandb.init(project=project, group=group, job_type="report", name=f"{group}-report",
+                     dir=str(report.summary.parent), mode=resolve_wandb_mode(mode))
+    run.log({f"report/{name}": wandb.Image(str(path)) for name, path in report.figures.items()})
+    run.log({f"report/{name}_table": wandb.Table(dataframe=table) for name, table in report.tables.items()
+             if not table.empty})
+    folder = Path(run.dir).parent
+    run.finish()
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``alcv-report DIR [DIR ...]``: figures, tables and ``report.md`` from the results files under DIRs."""
+    parser = argparse.ArgumentParser(prog="alcv-report", description=main.__doc__)
+    parser.add_argument("paths", nargs="+", help="run or multirun directories (searched for results.jsonl)")
+    parser.add_argument("--out", help="where to write the report (default: <first path>/report)")
+    parser.add_argument("--strategy", help="strategy of the class-wise figure (default: the first non-random)")
+    parser.add_argument("--levels", type=float, nargs="+", default=list(DEFAULT_LEVELS),
+                        help="fractions of the full-data mAP for the labels-needed table (default: 0.9 0.95 1.0)")
+    parser.add_argument("--wandb", action="store_true", help="also log the figures and tables to W&B")
+    args = parser.parse_args(argv)
+    try:
+        study = load_study(args.paths)
+        report = write_report(study, args.out or Path(args.paths[0]) / "report", args.strategy, args.levels)
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"alcv-report: error: {error}\n")
+    for note in study.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.wandb:
+        log_report_to_wandb(study, report)
+    print(f"alcv-report: wrote {report.summary} with {len(report.figures)} figures")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
