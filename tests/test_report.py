@@ -144,8 +144,11 @@ def test_early_stop_missing_seed_and_single_seed_become_notes(tmp_path: Path) ->
     write_run(tmp_path / "a", "random", 0, FRAMES, [0.3, 0.4, 0.5, 0.6])
     write_run(tmp_path / "b", "random", 1, FRAMES[:2], [0.3, 0.4], num_loops=4)  # stopped after loop 1
     write_run(tmp_path / "c", "least_confidence", 0, FRAMES, [0.3, 0.5, 0.6, 0.7])
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / RESULTS_FILE).write_text("")  # killed during its first loop
     study = load_study([tmp_path])
     notes = "\n".join(study.notes)
+    assert f"{tmp_path / 'd' / RESULTS_FILE}: no complete records" in notes
     assert f"{tmp_path / 'b'}: stopped after loop 1 of 3" in notes
     assert "strategy 'least_confidence' lacks seeds [1]" in notes
     assert "strategy 'least_confidence' has a single seed: no confidence band" in notes
@@ -228,3 +231,16 @@ def test_a_tiny_real_study_gives_a_report_and_runs_the_notebook(compose_cfg: Cal
     images = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
               if "image/png" in output.get("data", {})]
     assert len(images) == 4  # the report's three figures and the per-seed curves
+
+
+def test_variants_of_one_strategy_get_their_own_curves(tmp_path: Path) -> None:
+    for number, aggregation in enumerate(["max", "mean"]):
+        folder = write_run(tmp_path / str(number), "least_confidence", 0, FRAMES, [0.3, 0.4, 0.5, 0.6])
+        lines = [json.loads(line) for line in (folder / RESULTS_FILE).read_text().splitlines()]
+        for line in lines:
+            line["strategy_config"] = {"_target_": "x", "aggregation": aggregation, "min_score": 0.1}
+        (folder / RESULTS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    curves = learning_curves(load_study([tmp_path]))
+    assert sorted(curves["strategy"].unique()) == ["least_confidence (aggregation=max)",
+                                                   "least_confidence (aggregation=mean)"]
+    assert (curves["seeds"] == 1).all()

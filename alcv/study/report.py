@@ -42,9 +42,10 @@ class Study:
     """The records of every run found, as one table, plus what was noticed while reading them.
 
     ``records`` has one row per (run, loop): ``run`` (the run's folder), ``experiment``, ``study_type``,
-    ``dataset``, ``strategy``, ``seed``, ``loop``, ``num_loops``, ``n_labeled_frames``,
-    ``n_labeled_boxes``, ``n_pool_frames``, ``fraction`` (labeled / pool), ``target_fraction`` (the
-    requested fraction of a subset run, else NaN), ``map`` and one ``ap/<class>`` column per class
+    ``dataset``, ``strategy`` (the name, plus the settings in which runs of that name differ), ``seed``,
+    ``loop``, ``num_loops``, ``n_labeled_frames``, ``n_labeled_boxes``, ``n_pool_frames``, ``fraction``
+    (labeled / pool), ``target_fraction`` (the requested fraction of a subset run, else NaN), ``map``
+    and one ``ap/<class>`` column per class
     (NaN where undefined).
     """
 
@@ -109,6 +110,28 @@ def _read_records(path: Path, notes: list[str]) -> list[dict]:
     return records
 
 
+def _strategy_labels(records: list[dict]) -> list[str]:
+    """A label per record: the strategy's name, plus the settings in which runs of that name differ (e.g.
+    ``least_confidence (aggregation=mean)``), so that variants of one strategy get curves of their own."""
+    settings = [{k: json.dumps(v) for k, v in (r.get("strategy_config") or {}).items() if k != "_target_"}
+                for r in records]
+    values: dict[tuple[str, str], set[str | None]] = {}
+    for record, setting in zip(records, settings, strict=True):
+        for key in setting:
+            values.setdefault((record["strategy"], key), set())
+    for record, setting in zip(records, settings, strict=True):
+        for (strategy, key), seen in values.items():
+            if strategy == record["strategy"]:
+                seen.add(setting.get(key))
+    labels = []
+    for record, setting in zip(records, settings, strict=True):
+        differing = sorted(key for (strategy, key), seen in values.items()
+                           if strategy == record["strategy"] and len(seen) > 1)
+        extra = ", ".join(f"{key}={json.loads(setting[key]) if key in setting else None}" for key in differing)
+        labels.append(f"{record['strategy']} ({extra})" if extra else record["strategy"])
+    return labels
+
+
 def _as_float(value: object) -> float:
     return float("nan") if value is None else float(value)  # type: ignore[arg-type]
 
@@ -122,23 +145,27 @@ def load_study(paths: Sequence[str | Path]) -> Study:
     """
     files = find_results_files(paths)
     notes: list[str] = []
-    rows, class_names, datasets = [], [], {}
+    read: list[tuple[Path, dict]] = []
     for path in files:
-        for record in _read_records(path, notes):
-            datasets.setdefault(record["dataset"], path)
-            class_names += [name for name in record["ap_per_class"] if name not in class_names]
-            row = {
-                "run": str(path.parent), "experiment": record["experiment"],
-                "study_type": record.get("study_type", "active_learning"), "dataset": record["dataset"],
-                "strategy": record["strategy"], "seed": int(record["seed"]), "loop": int(record["loop"]),
-                "num_loops": int(record.get("num_loops", record["loop"] + 1)),
-                "n_labeled_frames": int(record["n_labeled_frames"]),
-                "n_labeled_boxes": int(record["n_labeled_boxes"]),
-                "n_pool_frames": record.get("n_pool_frames"), "fraction": float(record["fraction"]),
-                "target_fraction": _as_float(record.get("target_fraction")), "map": _as_float(record["map"]),
-            }
-            row.update({f"ap/{name}": _as_float(ap) for name, ap in record["ap_per_class"].items()})
-            rows.append(row)
+        records = _read_records(path, notes)
+        if not records:
+            notes.append(f"{path}: no complete records (the run stopped before its first loop finished)")
+        read += [(path, record) for record in records]
+    rows, class_names, datasets = [], [], {}
+    for (path, record), strategy in zip(read, _strategy_labels([record for _, record in read]), strict=True):
+        datasets.setdefault(record["dataset"], path)
+        class_names += [name for name in record["ap_per_class"] if name not in class_names]
+        row = {
+            "run": str(path.parent), "experiment": record["experiment"],
+            "study_type": record.get("study_type", "active_learning"), "dataset": record["dataset"],
+            "strategy": strategy, "seed": int(record["seed"]), "loop": int(record["loop"]),
+            "num_loops": int(record.get("num_loops", record["loop"] + 1)),
+            "n_labeled_frames": int(record["n_labeled_frames"]), "n_labeled_boxes": int(record["n_labeled_boxes"]),
+            "n_pool_frames": record.get("n_pool_frames"), "fraction": float(record["fraction"]),
+            "target_fraction": _as_float(record.get("target_fraction")), "map": _as_float(record["map"]),
+        }
+        row.update({f"ap/{name}": _as_float(ap) for name, ap in record["ap_per_class"].items()})
+        rows.append(row)
     if len(datasets) > 1:
         which = "; ".join(f"'{name}' (e.g. {path})" for name, path in datasets.items())
         raise ValueError(f"results of different datasets cannot share one report: {which}. Report each dataset "
