@@ -24,9 +24,11 @@ from alcv import tracking
 from alcv.callbacks import ActiveLearningCallback, Selection, acquire
 from alcv.config import register_resolvers
 from alcv.data.datamodule import ActiveDataModule
+from alcv.models.committee import CommitteeModule
+from alcv.models.detections import PredictionRequest
 from alcv.pool import LabelPool
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
-from alcv.strategies import Strategy
+from alcv.strategies import SelectionRules, Strategy
 from alcv.study.results import RESULTS_FILE, SELECTIONS_FILE, append_jsonl
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,16 @@ def initial_size(loop_cfg: DictConfig, pool_size: int) -> int:
     return max(1, round(float(fraction) * pool_size))
 
 
+def selection_rules(loop_cfg: DictConfig) -> SelectionRules:
+    """The budget and spreading rules of one acquisition, from ``loop.query_size``, ``loop.budget_unit``,
+    ``loop.cost`` and ``loop.spread``."""
+    cost, spread = loop_cfg.get("cost") or {}, loop_cfg.get("spread") or {}
+    return SelectionRules(budget=float(loop_cfg.query_size), unit=loop_cfg.get("budget_unit", "frames"),
+                          frame_cost=float(cost.get("frame", 1.0)), box_cost=float(cost.get("box", 1.0)),
+                          box_min_score=float(cost.get("min_score", 0.3)), max_per_drive=spread.get("max_per_drive"),
+                          min_gap_seconds=spread.get("min_gap_seconds"))
+
+
 def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
     """Reject loop settings that cannot work, before anything trains; messages name the setting."""
     study_type = loop_cfg.get("study_type", "active_learning")
@@ -65,8 +77,9 @@ def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
         raise ValueError(f"loop.initial_size must be in [1, {pool_size}] (the pool's size), got {initial}")
     if loops > 1 and query < 1:
         raise ValueError(f"loop.query_size must be >= 1, got {query}")
+    selection_rules(loop_cfg)
     needed = initial + query * (loops - 1)
-    if needed > pool_size:
+    if loop_cfg.get("budget_unit", "frames") == "frames" and needed > pool_size:
         raise ValueError(f"loop.query_size={query} with loop.initial_size={initial} and loop.num_loops={loops} "
                          f"needs {needed} frames but the pool holds {pool_size}; at most "
                          f"{(pool_size - initial) // max(loops - 1, 1)} frames per query fit")
@@ -104,20 +117,48 @@ class RunFiles:
                 "loop": loop, "indices": indices.tolist(), "scores": None if scores is None else scores.tolist()})
 
 
-class _BoxCounter:
-    """Labeled-box count of the labeled set, counting each frame once (frames only get added)."""
+class _LabeledBoxes:
+    """Ground-truth boxes of the labeled set, in total and per class, counting each frame once (frames
+    only get added)."""
 
     def __init__(self, datamodule: ActiveDataModule) -> None:
         self.datamodule = datamodule
         self.counted: set[int] = set()
-        self.total = 0
+        self.per_class = np.zeros(len(datamodule.class_names), dtype=np.int64)
 
     def update(self, labeled: np.ndarray) -> int:
         for index in labeled.tolist():
             if index not in self.counted:
                 self.counted.add(index)
-                self.total += self.datamodule.dataset.num_boxes(index)
-        return self.total
+                labels = self.datamodule.dataset.box_labels(index)
+                self.per_class += np.bincount(labels, minlength=self.per_class.size)
+        return int(self.per_class.sum())
+
+
+def _train_committee(cfg: DictConfig, datamodule: ActiveDataModule, model: pl.LightningModule, members: int,
+                     seed: int, loop: int, loop_dir: Path) -> list[pl.LightningModule]:
+    """``model`` (already trained) plus ``members - 1`` more, each from its own random initialisation and
+    trained on the same labeled frames with a fresh Trainer (no logger)."""
+    committee = [model]
+    for number in range(1, members):
+        pl.seed_everything(derive_seed(seed, TRAINING, loop * 1000 + number), workers=True)
+        member = hydra.utils.instantiate(cfg.model)
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=False,
+                                          default_root_dir=str(loop_dir / f"member_{number}"))
+        trainer.fit(member, datamodule=datamodule)
+        committee.append(member)
+    return committee
+
+
+def _predictor(models: list[pl.LightningModule], request: PredictionRequest) -> pl.LightningModule:
+    """The module that predicts the pool for ``request``: the model, or a committee of ``models``."""
+    predictor = models[0] if len(models) == 1 else CommitteeModule(models)
+    if not hasattr(predictor, "prediction_request") and request != PredictionRequest():
+        raise ValueError(f"{type(predictor).__name__} has no 'prediction_request', so it cannot give what the "
+                         f"strategy needs from pool inference ({request})")
+    if hasattr(predictor, "prediction_request"):
+        predictor.prediction_request = request
+    return predictor
 
 
 def _format_summary(records: list[dict[str, Any]], class_names: tuple[str, ...]) -> str:
@@ -165,7 +206,11 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     files.append_selection(0, pool.labeled_in_loop(0), None)
     # the frames labeled for the coming loop, in the strategy's order, with their scores (None at loop 0)
     newly_labeled: tuple[np.ndarray, np.ndarray | None] = (pool.labeled_in_loop(0), None)
-    boxes = _BoxCounter(datamodule)
+    boxes = _LabeledBoxes(datamodule)
+    rules = selection_rules(cfg.loop)
+    request = strategy.request or PredictionRequest()
+    # strategies without predictions still need them for a budget in boxes (costs) or spreading (drives)
+    predicts_pool = strategy.request is not None or rules.counts_boxes or rules.spreads
     records: list[dict[str, Any]] = []
     num_loops = int(cfg.loop.num_loops)
     for loop in range(num_loops):
@@ -176,13 +221,18 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             pl.seed_everything(derive_seed(seed, TRAINING, loop), workers=True)
             model = hydra.utils.instantiate(cfg.model)
         acquiring = loop < num_loops - 1
-        callback = ActiveLearningCallback(pool, strategy, cfg.loop.query_size, loop + 1, seed, len(datamodule.dataset))
+        callback = ActiveLearningCallback(pool, strategy, rules, loop + 1, seed, len(datamodule.dataset),
+                                          boxes.per_class.copy())
+        loop_dir = output_dir / f"loop_{loop:03d}"
         trainer: pl.Trainer = hydra.utils.instantiate(
             cfg.trainer, logger=logger if logger is not None else False,
-            callbacks=[callback], default_root_dir=str(output_dir / f"loop_{loop:03d}"))
+            callbacks=[callback], default_root_dir=str(loop_dir))
 
         started = time.perf_counter()
         trainer.fit(model, datamodule=datamodule)
+        models = [model]
+        if acquiring and predicts_pool and request.members > 1:
+            models = _train_committee(cfg, datamodule, model, request.members, seed, loop, loop_dir)
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
         trainer.test(model, datamodule=datamodule, verbose=False)
@@ -191,14 +241,15 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
         selection: Selection | None = None
         pool_seconds = selection_seconds = 0.0
-        if acquiring and strategy.needs_predictions:
+        if acquiring and predicts_pool:
             started = time.perf_counter()
-            trainer.predict(model, datamodule=datamodule, return_predictions=False)
+            datamodule.predict_labeled = request.include_labeled
+            trainer.predict(_predictor(models, request), datamodule=datamodule, return_predictions=False)
             selection, selection_seconds = callback.selection, callback.selection_seconds
             pool_seconds = time.perf_counter() - started - selection_seconds
         elif acquiring:
             started = time.perf_counter()
-            selection = acquire(pool, strategy, None, cfg.loop.query_size, loop + 1, seed)
+            selection = acquire(pool, strategy, rules, loop + 1, seed, labeled_class_counts=boxes.per_class.copy())
             selection_seconds = time.perf_counter() - started
 
         record = {
@@ -214,6 +265,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
                                          result.ap_per_threshold.tolist(), strict=True)),
             "val_map": model.val_result.map if model.val_result is not None else float("nan"),
             "n_selected": 0 if selection is None else int(selection.indices.size),
+            "budget_unit": rules.unit, "selected_cost": 0.0 if selection is None else float(selection.costs.sum()),
             "timings": {"train": train_seconds, "test": test_seconds, "pool_inference": pool_seconds,
                         "selection": selection_seconds},
         }

@@ -17,7 +17,7 @@ from alcv.callbacks.active_learning import ActiveLearningCallback, Selection, ac
 from alcv.models.detections import Detections
 from alcv.pool import LabelPool
 from alcv.seeding import SELECTION, derive_seed
-from alcv.strategies import RandomStrategy, UncertaintyStrategy
+from alcv.strategies import Picker, PoolStats, RandomStrategy, SelectionRules, UncertaintyStrategy
 
 DATASET_SIZE = 50
 #: the pool split: 25 odd indices (the even ones are, say, the test split)
@@ -53,7 +53,7 @@ def test_acquire_labels_the_top_k_unlabeled_frames_at_the_loop() -> None:
     scores = dense_scores(pool, {9: 0.9, 33: 0.8, 47: 0.7, 13: 0.6})
     scores[1], scores[10] = 5.0, 9.0
 
-    selection = acquire(pool, UncertaintyStrategy(), scores, query_size=3, loop=1, seed=0)
+    selection = acquire(pool, UncertaintyStrategy(), SelectionRules(budget=3), 1, 0, {"score": scores})
 
     assert isinstance(selection, Selection)
     assert selection.loop == 1
@@ -67,7 +67,7 @@ def test_acquire_labels_the_top_k_unlabeled_frames_at_the_loop() -> None:
 def test_acquire_never_relabels_even_with_ties_everywhere() -> None:
     pool = odd_pool()
     scores = dense_scores(pool, {})  # every unlabeled frame ties at 0.1
-    selection = acquire(pool, UncertaintyStrategy(), scores, query_size=10, loop=1, seed=4)
+    selection = acquire(pool, UncertaintyStrategy(), SelectionRules(budget=10), 1, 4, {"score": scores})
     assert selection.indices.size == 10
     assert not set(selection.indices.tolist()) & {1, 3, 5, 21}
     assert set(pool.labeled_in_loop(1).tolist()) == set(selection.indices.tolist())
@@ -79,14 +79,14 @@ def test_acquire_refuses_an_unlabeled_frame_without_a_score() -> None:
     scores[[25, 39]] = np.nan  # pool inference missed these two
     before = pool.state_dict()
     with pytest.raises(RuntimeError, match=re.escape("[25, 39]")):
-        acquire(pool, UncertaintyStrategy(), scores, query_size=3, loop=1, seed=0)
+        acquire(pool, UncertaintyStrategy(), SelectionRules(budget=3), 1, 0, {"score": scores})
     assert pool.state_dict() == before
 
 
 def test_acquire_takes_the_rest_when_k_exceeds_what_is_left() -> None:
     pool = odd_pool(labeled=[i for i in ODD if i not in (7, 29, 45)])
     scores = dense_scores(pool, {29: 0.7, 45: 0.2, 7: 0.5})
-    selection = acquire(pool, UncertaintyStrategy(), scores, query_size=10, loop=3, seed=0)
+    selection = acquire(pool, UncertaintyStrategy(), SelectionRules(budget=10), 3, 0, {"score": scores})
     assert selection.indices.tolist() == [29, 7, 45]
     np.testing.assert_allclose(selection.scores, [0.7, 0.5, 0.2])
     assert pool.n_unlabeled == 0
@@ -96,14 +96,15 @@ def test_acquire_takes_the_rest_when_k_exceeds_what_is_left() -> None:
 def test_acquire_without_scores_uses_the_random_strategy_seeded_per_loop() -> None:
     pool, twin = odd_pool(), odd_pool()
     candidates = pool.unlabeled_indices
-    selection = acquire(pool, RandomStrategy(), None, query_size=5, loop=2, seed=8)
+    selection = acquire(pool, RandomStrategy(), SelectionRules(budget=5), 2, 8, None)
 
-    expected = RandomStrategy().select(candidates, np.zeros(candidates.size), 5, derive_seed(8, SELECTION, 2))
+    expected = candidates[RandomStrategy().select(PoolStats(candidates), Picker(SelectionRules(budget=5),
+                                                  np.ones(candidates.size)), derive_seed(8, SELECTION, 2))]
     assert selection.indices.tolist() == expected.tolist()
     assert selection.scores.tolist() == [0.0] * 5
     assert pool.labeled_in_loop(2).tolist() == sorted(expected.tolist())
     # another loop of the same run draws differently
-    later = acquire(twin, RandomStrategy(), None, query_size=5, loop=3, seed=8)
+    later = acquire(twin, RandomStrategy(), SelectionRules(budget=5), 3, 8, None)
     assert later.indices.tolist() != expected.tolist()
 
 
@@ -132,15 +133,14 @@ def drive(callback: ActiveLearningCallback, prediction_batches: list[list[Detect
 
 def test_callback_scores_by_absolute_index_and_labels_the_least_confident() -> None:
     pool = odd_pool()
-    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), query_size=2, loop=1, seed=0,
+    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), SelectionRules(budget=2), loop=1, seed=0,
                                       dataset_size=DATASET_SIZE)
-    scores = callback.scores
-    assert scores.shape == (DATASET_SIZE,)
-    scores[:] = 7.0  # leftovers from an earlier prediction must not survive on_predict_start
+    callback.columns = {"score": np.full(DATASET_SIZE, 7.0)}  # leftovers must not survive on_predict_start
 
     drive(callback, batches(pool))
 
-    assert callback.scores is scores and scores.shape == (DATASET_SIZE,)  # filled in place, never resized
+    scores = callback.columns["score"]
+    assert scores.shape == (DATASET_SIZE,)  # one row per absolute index
     assert np.isnan(scores[0::2]).all()  # outside the pool
     assert np.isnan(scores[[1, 3, 5, 21]]).all()  # labeled: not predicted
     assert scores[15] == pytest.approx(0.6) and scores[41] == pytest.approx(0.5)
@@ -158,7 +158,7 @@ def test_callback_scores_by_absolute_index_and_labels_the_least_confident() -> N
 
 def test_callback_refuses_to_select_when_a_frame_was_not_predicted() -> None:
     pool = odd_pool()
-    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), query_size=2, loop=1, seed=0,
+    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), SelectionRules(budget=2), loop=1, seed=0,
                                       dataset_size=DATASET_SIZE)
     with pytest.raises(RuntimeError, match=re.escape("[33]")):
         drive(callback, batches(pool, skip=33))
@@ -198,7 +198,7 @@ def test_a_real_prediction_run_labels_the_expected_frames(tmp_path: Path) -> Non
     for index, probs in unsure.items():
         table[index] = torch.tensor(probs)
 
-    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), query_size=3, loop=1, seed=0,
+    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), SelectionRules(budget=3), loop=1, seed=0,
                                       dataset_size=DATASET_SIZE)
     loader = DataLoader(Subset(FrameIndices(), pool.unlabeled_indices.tolist()), batch_size=4)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
@@ -210,6 +210,7 @@ def test_a_real_prediction_run_labels_the_expected_frames(tmp_path: Path) -> Non
     assert callback.selection is not None
     assert callback.selection.indices.tolist() == [37, 11, 19]
     np.testing.assert_allclose(callback.selection.scores, [0.55, 0.5, 0.4], rtol=1e-6)
-    assert np.isnan(callback.scores[[3, 8]]).all()
-    assert np.isfinite(callback.scores[pool.indices]).sum() == len(pool) - 4  # all unlabeled frames scored
+    scores = callback.columns["score"]
+    assert np.isnan(scores[[3, 8]]).all()
+    assert np.isfinite(scores[pool.indices]).sum() == len(pool) - 4  # all unlabeled frames scored
 

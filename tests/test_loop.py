@@ -139,3 +139,43 @@ def test_bad_settings_fail_before_any_training(compose_cfg: Compose, override: s
     out = Path(cfg.output_dir)
     assert not (out / RESULTS_FILE).exists() and not (out / "loop_000").exists()
     assert not np.any([p.name.startswith("offline-run") for p in out.rglob("*")])
+
+
+STRATEGIES = sorted(path.stem for path in (Path(__file__).parents[1] / "alcv/conf/strategy").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_acquires_through_the_loop(compose_cfg: Compose, strategy: str) -> None:
+    cfg = compose_cfg(*TINY, f"strategy={strategy}", "logger=none", "loop.query_size=7")
+    first, second = run(cfg)
+    assert first["strategy"] == strategy and first["n_selected"] == 7
+    assert second["n_labeled_frames"] == 17
+    selections = list(read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE))
+    picked = selections[1]["indices"]
+    assert len(set(picked)) == 7 and not set(picked) & set(selections[0]["indices"])
+
+
+def test_a_budget_in_boxes_spends_at_most_the_budget_and_logs_true_boxes(compose_cfg: Compose) -> None:
+    cfg = compose_cfg(*TINY, "logger=none", "loop.budget_unit=boxes", "loop.query_size=40", "loop.cost.frame=2",
+                      "loop.cost.box=1")
+    first, second = run(cfg)
+    assert first["budget_unit"] == "boxes"
+    assert 0 < first["selected_cost"] <= 40
+    # each frame costs at least 2, so at most 20 frames fit
+    assert 1 <= first["n_selected"] <= 20
+    from hydra.utils import instantiate
+
+    dataset = instantiate(cfg.data.dataset)
+    labeled = [i for s in read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE) for i in s["indices"]]
+    assert second["n_labeled_boxes"] == sum(dataset.num_boxes(i) for i in labeled)
+
+
+def test_spreading_caps_the_picks_per_drive_for_random_too(compose_cfg: Compose) -> None:
+    cfg = compose_cfg(*TINY, "logger=none", "strategy=random", "loop.spread.max_per_drive=1", "loop.query_size=4")
+    run(cfg)
+    from hydra.utils import instantiate
+
+    world = instantiate(cfg.data.dataset).world
+    picked = list(read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE))[1]["indices"]
+    drives = [world.drive_of(i)[0] for i in picked]
+    assert len(picked) == 4 and len(set(drives)) == 4

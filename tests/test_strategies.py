@@ -15,7 +15,10 @@ from alcv.seeding import SELECTION, derive_seed
 from alcv.strategies import (
     AGGREGATIONS,
     EMPTY_FRAME_POLICIES,
+    Picker,
+    PoolStats,
     RandomStrategy,
+    SelectionRules,
     UncertaintyStrategy,
     aggregate,
     least_confidence,
@@ -36,10 +39,21 @@ def empty(index: int) -> Detections:
     return frame(index, [])
 
 
+def choose(strategy: UncertaintyStrategy | RandomStrategy, candidates: np.ndarray, scores: np.ndarray, k: int,
+           seed: int) -> np.ndarray:
+    """What ``strategy`` acquires from ``candidates`` (any order) with ``scores`` under a budget of ``k``
+    frames: absolute indices, best first."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    order = np.argsort(candidates)
+    pool = PoolStats(candidates[order], {"score": np.asarray(scores, dtype=np.float64)[order]})
+    positions = strategy.select(pool, Picker(SelectionRules(budget=k), np.ones(candidates.size)), seed)
+    return pool.candidates[positions]
+
+
 def ranking(strategy: UncertaintyStrategy, detections: Sequence[Detections], seed: int = 0) -> list[int]:
     """All frames, best first, as the strategy would acquire them."""
     candidates = np.array([d.index for d in detections])
-    return strategy.select(candidates, strategy.frame_scores(detections), len(detections), seed).tolist()
+    return choose(strategy, candidates, strategy.frame_scores(detections), len(detections), seed).tolist()
 
 
 # ------------------------------------------------------------------------------------ uncertainty
@@ -60,7 +74,8 @@ def test_aggregate_reduces_boxes_per_frame_and_leaves_empty_frames_nan() -> None
     values = np.array([0.5, 0.4, 0.05, 0.2, 0.4])
     frame_of_box = np.array([0, 1, 0, 3, 1])
     expected = {"max": [0.5, 0.4, np.nan, 0.2], "mean": [0.275, 0.4, np.nan, 0.2],
-                "sum": [0.55, 0.8, np.nan, 0.2], "min": [0.05, 0.4, np.nan, 0.2]}
+                "sum": [0.55, 0.8, np.nan, 0.2], "min": [0.05, 0.4, np.nan, 0.2],
+                "topk_mean": [0.275, 0.4, np.nan, 0.2]}  # top 3 of at most 2 boxes: the mean
     for how in AGGREGATIONS:
         np.testing.assert_allclose(aggregate(values, frame_of_box, 4, how), expected[how], err_msg=how)
     with pytest.raises(ValueError, match="median"):
@@ -76,7 +91,7 @@ def test_the_least_confident_frame_comes_first_with_max() -> None:
     strategy = UncertaintyStrategy(aggregation="max")
     np.testing.assert_allclose(strategy.frame_scores(detections), [0.2, 0.6, 0.3], rtol=1e-6)
     assert ranking(strategy, detections) == [11, 12, 10]
-    assert strategy.select(np.array([10, 11, 12]), strategy.frame_scores(detections), 1, 0).tolist() == [11]
+    assert choose(strategy, np.array([10, 11, 12]), strategy.frame_scores(detections), 1, 0).tolist() == [11]
 
 
 # Frame 0 has one very uncertain and one confident box (LC 0.5, 0.05); frame 1 two middling boxes (0.4, 0.4):
@@ -191,15 +206,15 @@ def test_all_equal_probabilities_make_every_frame_tied() -> None:
     scores = strategy.frame_scores(detections)
     np.testing.assert_allclose(scores, 2 / 3, rtol=1e-6)
     for seed in (0, 1, 12345):
-        expected = RandomStrategy().select(candidates, scores, 4, seed)
-        assert strategy.select(candidates, scores, 4, seed).tolist() == expected.tolist()
+        expected = choose(RandomStrategy(), candidates, scores, 4, seed)
+        assert choose(strategy, candidates, scores, 4, seed).tolist() == expected.tolist()
 
 
 # ------------------------------------------------------------------------------------ settings
 @pytest.mark.parametrize(
     ("kwargs", "setting", "allowed"),
     [
-        ({"uncertainty": "entropy"}, "strategy.uncertainty", ["least_confidence"]),
+        ({"uncertainty": "variance"}, "strategy.uncertainty", ["least_confidence", "margin", "entropy", "bald"]),
         ({"aggregation": "median"}, "strategy.aggregation", list(AGGREGATIONS)),
         ({"empty_frames": "skip"}, "strategy.empty_frames", list(EMPTY_FRAME_POLICIES)),
         ({"min_score": -0.1}, "strategy.min_score", ["[0, 1]"]),
@@ -223,7 +238,7 @@ def test_valid_settings_are_accepted() -> None:
     for aggregation in AGGREGATIONS:
         for empty_frames in EMPTY_FRAME_POLICIES:
             for min_score in (0.0, 0.5, 1.0):
-                UncertaintyStrategy("least_confidence", aggregation, empty_frames, min_score)
+                UncertaintyStrategy("least_confidence", aggregation, empty_frames=empty_frames, min_score=min_score)
 
 
 # ------------------------------------------------------------------------------------ top_k
@@ -248,12 +263,10 @@ def test_top_k_refuses_nan_mismatched_shapes_and_negative_k() -> None:
         top_k(np.array([1, 2, 3]), np.array([0.1, 0.2, 0.3]), -1, seed=0)
 
 
-@pytest.mark.parametrize("strategy", [RandomStrategy(), UncertaintyStrategy()], ids=["random", "uncertainty"])
-def test_a_negative_k_is_refused(strategy: RandomStrategy | UncertaintyStrategy) -> None:
+def test_a_negative_budget_is_refused() -> None:
     """`acquire` passes `query_size` straight through: a negative one must not label almost everything."""
-    candidates = np.arange(10)
-    with pytest.raises(ValueError):
-        strategy.select(candidates, np.zeros(10), -1, seed=0)
+    with pytest.raises(ValueError, match=r"loop\.query_size"):
+        SelectionRules(budget=-1)
 
 
 # ------------------------------------------------------------------------------------ properties
@@ -274,14 +287,14 @@ def test_selection_is_permutation_invariant_and_returns_k_distinct_candidates(
     cands, vals = np.array(candidates, dtype=np.int64), np.array(scores)
 
     for strategy in (UncertaintyStrategy(), RandomStrategy()):
-        chosen = strategy.select(cands, vals, k, seed)
-        assert strategy.select(cands[permutation], vals[permutation], k, seed).tolist() == chosen.tolist()
+        chosen = choose(strategy, cands, vals, k, seed)
+        assert choose(strategy, cands[permutation], vals[permutation], k, seed).tolist() == chosen.tolist()
         assert chosen.size == min(k, len(candidates))
         assert len(set(chosen.tolist())) == chosen.size
         assert set(chosen.tolist()) <= set(candidates)
 
     # the uncertainty strategy takes the best: nothing left out scores higher than anything chosen
-    chosen = UncertaintyStrategy().select(cands, vals, k, seed)
+    chosen = choose(UncertaintyStrategy(), cands, vals, k, seed)
     score_of = dict(zip(candidates, scores, strict=True))
     left_out = set(candidates) - set(chosen.tolist())
     if chosen.size and left_out:
@@ -292,14 +305,14 @@ def test_selection_is_permutation_invariant_and_returns_k_distinct_candidates(
 def test_random_strategy_is_seeded_and_ignores_scores() -> None:
     candidates = np.arange(5, 5005, 5)  # 1000 frames
     strategy = RandomStrategy()
-    assert not strategy.needs_predictions
-    assert strategy.frame_scores([frame(0, [[0.5, 0.5, 0.0]]), empty(1)]).tolist() == [0.0, 0.0]
+    assert strategy.request is None
+    assert strategy.frame_stats([frame(0, [[0.5, 0.5, 0.0]]), empty(1)]) == {}
 
-    first = strategy.select(candidates, np.zeros(1000), 10, seed=3)
+    first = choose(strategy, candidates, np.zeros(1000), 10, seed=3)
     noise = np.random.default_rng(0).random(1000)
-    assert strategy.select(candidates, noise, 10, seed=3).tolist() == first.tolist()
-    assert strategy.select(candidates, np.zeros(1000), 10, seed=4).tolist() != first.tolist()
-    assert strategy.select(candidates, np.zeros(1000), 0, seed=3).size == 0
+    assert choose(strategy, candidates, noise, 10, seed=3).tolist() == first.tolist()
+    assert choose(strategy, candidates, np.zeros(1000), 10, seed=4).tolist() != first.tolist()
+    assert choose(strategy, candidates, np.zeros(1000), 0, seed=3).size == 0
 
 
 def test_random_strategy_is_roughly_uniform_over_seeds() -> None:
@@ -311,12 +324,12 @@ def test_random_strategy_is_roughly_uniform_over_seeds() -> None:
     seeds = [derive_seed(7, SELECTION, loop) for loop in range(2000)]
     counts = dict.fromkeys(candidates.tolist(), 0)
     for seed in seeds:
-        for index in RandomStrategy().select(candidates, np.zeros(20), 5, seed).tolist():
+        for index in choose(RandomStrategy(), candidates, np.zeros(20), 5, seed).tolist():
             counts[index] += 1
     frequencies = np.array(list(counts.values())) / len(seeds)
     assert np.abs(frequencies - 0.25).max() < 0.05, frequencies
     # and the first pick (the order matters too) is spread over all candidates
-    firsts = {int(RandomStrategy().select(candidates, np.zeros(20), 1, seed)[0]) for seed in seeds[:500]}
+    firsts = {int(choose(RandomStrategy(), candidates, np.zeros(20), 1, seed)[0]) for seed in seeds[:500]}
     assert firsts == set(candidates.tolist())
 
 
@@ -324,7 +337,7 @@ def test_random_strategy_is_roughly_uniform_over_seeds() -> None:
 def test_neighbouring_seeds_give_unrelated_random_selections() -> None:
     """Seeds 0 and 1 must not give the same picks with one bit flipped (the seed is hashed first)."""
     candidates = np.arange(1000)
-    first = RandomStrategy().select(candidates, np.zeros(1000), 50, seed=0)
-    second = RandomStrategy().select(candidates, np.zeros(1000), 50, seed=1)
+    first = choose(RandomStrategy(), candidates, np.zeros(1000), 50, seed=0)
+    second = choose(RandomStrategy(), candidates, np.zeros(1000), 50, seed=1)
     assert len(set(first.tolist()) & set(second.tolist())) < 15
     assert len(set((first ^ 1).tolist()) & set(second.tolist())) < 15

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,88 +16,131 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from alcv.models.detections import Detections
 from alcv.pool import LabelPool
 from alcv.seeding import SELECTION, derive_seed
-from alcv.strategies import Strategy
+from alcv.strategies import Picker, PoolStats, SelectionRules, Strategy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The frames labeled at one loop: absolute ``indices`` ``(k,)`` in the strategy's order (best first)
-    and their ``scores`` ``(k,)`` (zeros for strategies that do not score)."""
+    """The frames labeled at one loop: absolute ``indices`` ``(k,)`` in pick order (best first), their
+    ``scores`` ``(k,)`` (the strategy's ``score`` column; zeros for strategies without one) and ``costs``
+    ``(k,)`` under the loop's budget (1 per frame, or box equivalents)."""
 
     loop: int
     indices: np.ndarray
     scores: np.ndarray
+    costs: np.ndarray
 
 
-def acquire(pool: LabelPool, strategy: Strategy, scores: np.ndarray | None, query_size: int, loop: int,
-            seed: int) -> Selection:
-    """Select up to ``query_size`` unlabeled frames with ``strategy`` and label them at ``loop``.
+def _unscored(column: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: rows of a column that pool inference never wrote (all NaN)."""
+    return np.isnan(column.reshape(len(column), -1)).all(axis=1)
+
+
+def acquire(pool: LabelPool, strategy: Strategy, rules: SelectionRules, loop: int, seed: int,
+            columns: Mapping[str, np.ndarray] | None = None,
+            labeled_class_counts: np.ndarray | None = None) -> Selection:
+    """Select unlabeled frames with ``strategy`` under ``rules`` and label them at ``loop``.
 
     Args:
-        scores: dense per-frame scores indexed by absolute dataset index (NaN where not scored), or None
-            for strategies that do not need predictions.
+        columns: dense per-frame statistics from pool inference, name -> ``(dataset_size, ...)`` indexed by
+            absolute index (NaN where not predicted); None when the pool was not predicted.
+        labeled_class_counts: ``(C,)`` ground-truth boxes per class in the labeled frames.
 
     Raises:
-        RuntimeError: if an unlabeled frame has no score (pool inference missed it).
+        RuntimeError: if an unlabeled frame has no statistics (pool inference missed it).
     """
-    candidates = pool.unlabeled_indices
-    if scores is None:
-        candidate_scores = np.zeros(candidates.size)
-    else:
-        candidate_scores = scores[candidates]
-        missing = np.isnan(candidate_scores)
+    candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
+    candidate_columns = {name: column[candidates] for name, column in (columns or {}).items()}
+    for name, values in candidate_columns.items():
+        missing = _unscored(values)
         if missing.any():
-            raise RuntimeError(f"acquire: pool inference produced no score for {int(missing.sum())} unlabeled "
+            raise RuntimeError(f"acquire: pool inference produced no '{name}' for {int(missing.sum())} unlabeled "
                                f"frames, e.g. indices {candidates[missing][:5].tolist()}")
-    chosen = strategy.select(candidates, candidate_scores, min(query_size, candidates.size),
-                             derive_seed(seed, SELECTION, loop))
+    labeled_columns = {name: column[labeled] for name, column in (columns or {}).items()
+                       if not _unscored(column[labeled]).any()}
+    if rules.counts_boxes and "predicted_boxes" not in candidate_columns:
+        raise ValueError("acquire: a budget in boxes needs each candidate's predicted box count from pool inference")
+    costs = rules.costs(candidate_columns.get("predicted_boxes", np.zeros(candidates.size)))
+    picker = Picker(rules, costs, candidate_columns.get("drive_id"), candidate_columns.get("timestamp"))
+    stats = PoolStats(candidates, candidate_columns, labeled, labeled_columns, labeled_class_counts)
+    positions = np.asarray(strategy.select(stats, picker, derive_seed(seed, SELECTION, loop)), dtype=np.int64)
+    chosen = candidates[positions]
+    if chosen.size == 0 and candidates.size:
+        log.warning("loop %d: a budget of %g %s fits no frame (the cheapest candidate costs %g); nothing is labeled",
+                    loop, rules.budget, rules.unit, float(costs.min()))
     pool.label(chosen, loop)
-    position = np.searchsorted(candidates, chosen)
-    return Selection(loop, chosen, candidate_scores[position])
+    scores = candidate_columns["score"][positions] if "score" in candidate_columns else np.zeros(chosen.size)
+    return Selection(loop, chosen, scores, costs[positions])
 
 
 class ActiveLearningCallback(BasePredictionWriter):
-    """Scores the pool during ``Trainer.predict`` and, when prediction ends, labels the next frames.
+    """Collects per-frame statistics during ``Trainer.predict`` and, when prediction ends, labels the next
+    frames.
 
-    ``write_on_batch_end`` turns each batch's :class:`Detections` into per-frame scores with
-    ``strategy.frame_scores`` and writes them into a preallocated array at the frames' absolute indices
-    (no detection is kept). ``on_predict_end`` gathers the array across ranks and calls :func:`acquire`;
-    every rank labels the same frames, since the gathered scores and the seed are the same. The callback
-    holds no decision logic: that is the strategy's.
+    ``write_on_batch_end`` turns each batch's :class:`Detections` into named per-frame columns with
+    ``strategy.frame_stats``, adds each frame's ``drive_id`` and ``timestamp`` (from the batch) and, for a
+    budget in boxes, its ``predicted_boxes`` (boxes scored at least ``rules.box_min_score``), and writes
+    them into preallocated arrays at the frames' absolute indices (no detection is kept: memory is
+    bounded by the pool's columns, not by the number of detections). ``on_predict_end`` gathers the
+    columns across ranks and calls :func:`acquire`; every rank labels the same frames, since the gathered
+    columns and the seed are the same. The callback holds no decision logic: that is the strategy's.
 
     Args:
-        pool: the state to update. strategy: scores frames and selects. query_size: frames per loop.
+        pool: the state to update. strategy: scores frames and selects. rules: budget and spreading.
         loop: the loop number the new labels get. seed: the run's seed.
-        dataset_size: number of absolute indices (the scores array's length).
+        dataset_size: number of absolute indices (the columns' length).
+        labeled_class_counts: ``(C,)`` ground-truth boxes per class in the labeled frames (for strategies
+            that balance classes).
     """
 
-    def __init__(self, pool: LabelPool, strategy: Strategy, query_size: int, loop: int, seed: int,
-                 dataset_size: int) -> None:
+    def __init__(self, pool: LabelPool, strategy: Strategy, rules: SelectionRules, loop: int, seed: int,
+                 dataset_size: int, labeled_class_counts: np.ndarray | None = None) -> None:
         super().__init__(write_interval="batch")
         self.pool = pool
         self.strategy = strategy
-        self.query_size = query_size
+        self.rules = rules
         self.loop = loop
         self.seed = seed
-        self.scores = np.full(dataset_size, np.nan)
+        self.dataset_size = dataset_size
+        self.labeled_class_counts = labeled_class_counts
+        self.columns: dict[str, np.ndarray] = {}
         self.selection: Selection | None = None
         self.selection_seconds = 0.0
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.scores[:] = np.nan
+        self.columns = {}
         self.selection = None
+
+    def _write(self, name: str, indices: np.ndarray, values: np.ndarray) -> None:
+        values = np.asarray(values)
+        column = self.columns.get(name)
+        if column is None:
+            dtype = np.float32 if values.ndim > 1 else np.float64
+            column = self.columns[name] = np.full((self.dataset_size, *values.shape[1:]), np.nan, dtype=dtype)
+        column[indices] = values
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            prediction: Sequence[Detections], batch_indices: Sequence[int] | None, batch: Any,
                            batch_idx: int, dataloader_idx: int) -> None:
         indices = np.fromiter((detections.index for detections in prediction), dtype=np.int64)
-        self.scores[indices] = self.strategy.frame_scores(prediction)
+        for name, values in self.strategy.frame_stats(prediction).items():
+            self._write(name, indices, values)
+        if isinstance(batch, Mapping):
+            for name in ("drive_id", "timestamp"):
+                if name in batch:
+                    self._write(name, indices, np.asarray(batch[name], dtype=np.float64))
+        if self.rules.counts_boxes:
+            self._write("predicted_boxes", indices, [int((d.scores >= self.rules.box_min_score).sum())
+                                                     for d in prediction])
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         started = time.perf_counter()
-        scores = self.scores
+        columns = self.columns
         if trainer.world_size > 1:
-            gathered = pl_module.all_gather(torch.from_numpy(scores)).cpu().numpy()
-            scores = np.fmax.reduce(gathered, axis=0)
-        self.selection = acquire(self.pool, self.strategy, scores, self.query_size, self.loop, self.seed)
+            columns = {name: np.fmax.reduce(pl_module.all_gather(torch.from_numpy(column)).cpu().numpy(), axis=0)
+                       for name, column in sorted(columns.items())}
+        self.selection = acquire(self.pool, self.strategy, self.rules, self.loop, self.seed, columns,
+                                 self.labeled_class_counts)
         self.selection_seconds = time.perf_counter() - started

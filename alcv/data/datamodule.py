@@ -23,6 +23,7 @@ class SplitDataset(Protocol):
     def __getitem__(self, index: int) -> dict[str, Any]: ...
     def split_indices(self, split: str) -> np.ndarray: ...
     def num_boxes(self, index: int) -> int: ...
+    def box_labels(self, index: int) -> np.ndarray: ...
 
 
 class ActiveDataModule(pl.LightningDataModule):
@@ -69,6 +70,8 @@ class ActiveDataModule(pl.LightningDataModule):
         self.train_transform = train_transform
         self.num_workers = num_workers
         self.pool: LabelPool | None = None
+        #: whether pool inference also covers the labeled frames (strategies that need their embeddings)
+        self.predict_labeled = False
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -120,9 +123,11 @@ class ActiveDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset.split_indices("test"))
 
-    def pool_dataloader(self) -> DataLoader:
-        """The unlabeled frames, in ascending absolute index, with eval transforms (no augmentation)."""
-        return self._loader(self._require_pool().unlabeled_indices)
+    def pool_dataloader(self, include_labeled: bool = False) -> DataLoader:
+        """The unlabeled frames (with ``include_labeled``, the whole pool), in ascending absolute index, with
+        eval transforms (no augmentation)."""
+        pool = self._require_pool()
+        return self._loader(pool.indices if include_labeled else pool.unlabeled_indices)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.pool_dataloader()
+        return self.pool_dataloader(self.predict_labeled)

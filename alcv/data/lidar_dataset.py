@@ -80,6 +80,10 @@ class SyntheticLidarDataset(Dataset):
         """Number of labeled boxes in frame ``index`` (the labeling cost of the frame)."""
         return len(self.frame(index).labels)
 
+    def box_labels(self, index: int) -> np.ndarray:
+        """``(M,)`` int64 class ids of the ground-truth boxes of frame ``index``."""
+        return self.frame(index).labels
+
     def __getitem__(self, index: int) -> Item:
         frame = self.frame(int(index))
         return {

@@ -8,11 +8,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from alcv.metrics import CenterDistanceMAP, DetectionAP
 from alcv.models.components.bev import BEVDetector
-from alcv.models.detections import Detections
+from alcv.models.detections import Detections, PredictionRequest
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -31,7 +32,13 @@ class BEVDetectionModule(pl.LightningModule):
 
     ``validation_step``/``test_step`` accumulate mAP; the result of the last test is kept in
     :attr:`test_result` (a :class:`DetectionAP`). ``predict_step`` returns a list with one
-    :class:`Detections` per frame, on the CPU, carrying the frame's absolute index.
+    :class:`Detections` per frame, on the CPU, carrying the frame's absolute index, and what
+    :attr:`prediction_request` asks for (set by the loop before pool inference): the frame's embedding
+    (the backbone features averaged over the BEV grid, ``(C',)``) and, for ``passes`` > 1, the class
+    probabilities of every box under that many passes of the head with dropout (probability
+    ``dropout``) on the backbone features. The boxes are decoded from the passes' mean heatmap, so every
+    pass is read at the same cells: boxes are matched across passes by construction. Dropout is active
+    in those passes only; training and evaluation never use it.
     """
 
     def __init__(self, detector: BEVDetector, class_names: Sequence[str], optimizer: OptimizerFactory,
@@ -50,6 +57,7 @@ class BEVDetectionModule(pl.LightningModule):
         self.test_map = CenterDistanceMAP(self.class_names, thresholds)
         self.test_result: DetectionAP | None = None
         self.val_result: DetectionAP | None = None
+        self.prediction_request = PredictionRequest()
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self.detector(batch["points"], batch["point_batch"], len(batch["index"]))
@@ -90,7 +98,22 @@ class BEVDetectionModule(pl.LightningModule):
         self.test_result = self._log_result("test", self.test_map)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
-        return [detections.cpu() for detections in self._detect(batch)]
+        request = self.prediction_request
+        features = self.detector.features(batch["points"], batch["point_batch"], len(batch["index"]))
+        samples = None
+        if request.passes > 1:
+            passes = [self.detector.head(F.dropout(features, request.dropout, training=True))
+                      for _ in range(request.passes)]
+            samples = torch.stack([torch.sigmoid(p["heatmap"].float()) for p in passes])
+            outputs = {"heatmap": torch.logit(samples.mean(dim=0), eps=1e-6),
+                       "regression": torch.stack([p["regression"] for p in passes]).mean(dim=0)}
+        else:
+            outputs = self.detector.head(features)
+        detections = self.detector.decode(outputs, batch["index"].tolist(), heatmap_samples=samples)
+        if request.embeddings:
+            for frame, embedding in zip(detections, features.float().mean(dim=(2, 3)), strict=True):
+                frame.embedding = embedding
+        return [frame.cpu() for frame in detections]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

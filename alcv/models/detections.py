@@ -1,4 +1,4 @@
-"""What a detector's ``predict_step`` returns for each frame."""
+"""What a detector's ``predict_step`` returns for each frame, and what pool inference may ask of it."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ class Detections:
             one score. For sigmoid (one-vs-rest) heads each entry is an independent probability in
             [0, 1] and rows need not sum to 1; for softmax heads rows sum to 1 over the C object classes
             plus background, which is left out.
+        embedding: ``(D,)`` the frame's embedding (pooled backbone features), when requested.
+        prob_samples: ``(T, M, C)`` the class probabilities of the same ``M`` boxes under ``T`` stochastic
+            passes (MC dropout) or from ``T`` committee members, when requested. The model matches boxes
+            across samples: row ``m`` of every sample is box ``m``.
+        found: ``(T, M)`` bool, whether sample ``t`` detected box ``m`` at all (a committee member may
+            miss a box; its ``prob_samples`` row is then zeros). All true for MC-dropout passes.
     """
 
     index: int
@@ -30,10 +36,36 @@ class Detections:
     labels: Tensor
     scores: Tensor
     class_probs: Tensor
+    embedding: Tensor | None = None
+    prob_samples: Tensor | None = None
+    found: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.numel())
 
     def cpu(self) -> Detections:
+        def move(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.detach().cpu()
+
         return Detections(self.index, self.boxes.detach().cpu(), self.labels.detach().cpu(),
-                          self.scores.detach().cpu(), self.class_probs.detach().cpu())
+                          self.scores.detach().cpu(), self.class_probs.detach().cpu(), move(self.embedding),
+                          move(self.prob_samples), move(self.found))
+
+
+@dataclass(frozen=True)
+class PredictionRequest:
+    """What pool inference must produce for a strategy.
+
+    Attributes:
+        passes: stochastic forward passes per frame with dropout active (MC dropout); 1 = deterministic.
+        dropout: the dropout probability of those passes.
+        members: independently trained models whose predictions are matched per box (a committee).
+        embeddings: whether each frame's embedding (pooled backbone features) is needed.
+        include_labeled: whether the labeled frames are predicted too (diversity needs their embeddings).
+    """
+
+    passes: int = 1
+    dropout: float = 0.0
+    members: int = 1
+    embeddings: bool = False
+    include_labeled: bool = False

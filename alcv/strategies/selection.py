@@ -1,8 +1,20 @@
-"""Ranking and top-k selection over absolute dataset indices; pure functions, no I/O."""
+"""Ranking, budgets and the spreading of picks over drives; pure functions and small state, no I/O.
+
+A loop's acquisition takes candidates one at a time (in a strategy's rank order, or one by one for
+greedy strategies such as k-centre) and a :class:`Picker` accepts or skips each under the loop's
+:class:`SelectionRules`: a budget counted in frames or in boxes, and optionally at most ``max_per_drive``
+picks per drive and no two picks of one drive within ``min_gap_seconds``.
+"""
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
+
+BUDGET_UNITS = ("frames", "boxes")
 
 
 def _splitmix64(values: np.ndarray) -> np.ndarray:
@@ -25,6 +37,45 @@ def tie_break_keys(indices: np.ndarray, seed: int) -> np.ndarray:
     return _splitmix64(np.asarray(indices, dtype=np.uint64) ^ seed_hash)
 
 
+def _check_scores(candidates: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    candidates = np.asarray(candidates, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if candidates.shape != scores.shape or candidates.ndim != 1:
+        raise ValueError(f"ranking: 'candidates' and 'scores' must be 1-D of equal length, got "
+                         f"{candidates.shape} and {scores.shape}")
+    if np.isnan(scores).any():
+        raise ValueError("ranking: 'scores' contains NaN; every candidate needs a score")
+    return candidates, scores
+
+
+def _first_ranked(keys: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the ``count`` best by (score descending, key ascending), in that order, in
+    O(N + count log count) unless many scores tie at the cut."""
+    if count >= scores.size:
+        return np.lexsort((keys, -scores))
+    if scores[0] == scores.min() == scores.max():  # no score to rank by (random): the keys alone decide
+        first = np.argpartition(keys, count - 1)[:count]
+        return first[np.argsort(keys[first])]
+    cut = -np.partition(-scores, count - 1)[count - 1]
+    inside = np.flatnonzero(scores >= cut)
+    return inside[np.lexsort((keys[inside], -scores[inside]))][:count]
+
+
+def ranked_positions(candidates: np.ndarray, scores: np.ndarray, seed: int,
+                     first_chunk: int = 1024) -> Iterator[np.ndarray]:
+    """The positions of ``candidates`` in rank order (highest score first, ties broken by
+    :func:`tie_break_keys`), in chunks of growing size, so that a caller who needs only the top few of a
+    huge pool never pays for a full sort. The order depends only on the (index, score) pairs and the seed,
+    not on the order of the arrays."""
+    candidates, scores = _check_scores(candidates, scores)
+    keys = tie_break_keys(candidates, seed)
+    done, count = 0, max(first_chunk, 1)
+    while done < candidates.size:
+        order = _first_ranked(keys, scores, min(count, candidates.size))
+        yield order[done:]
+        done, count = order.size, count * 8
+
+
 def top_k(candidates: np.ndarray, scores: np.ndarray, k: int, seed: int) -> np.ndarray:
     """The ``k`` candidates with the highest scores, best first.
 
@@ -38,14 +89,142 @@ def top_k(candidates: np.ndarray, scores: np.ndarray, k: int, seed: int) -> np.n
     Returns:
         ``(min(k, N),)`` int64 absolute indices.
     """
-    candidates = np.asarray(candidates, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
-    if candidates.shape != scores.shape or candidates.ndim != 1:
-        raise ValueError(f"top_k: 'candidates' and 'scores' must be 1-D of equal length, got "
-                         f"{candidates.shape} and {scores.shape}")
-    if np.isnan(scores).any():
-        raise ValueError("top_k: 'scores' contains NaN; every candidate needs a score")
     if k < 0:
         raise ValueError(f"top_k: 'k' must be >= 0, got {k}")
-    order = np.lexsort((tie_break_keys(candidates, seed), -scores))
-    return candidates[order[:k]]
+    candidates, scores = _check_scores(candidates, scores)
+    if k == 0 or candidates.size == 0:
+        return candidates[:0]
+    return candidates[_first_ranked(tie_break_keys(candidates, seed), scores, min(k, candidates.size))]
+
+
+@dataclass(frozen=True)
+class SelectionRules:
+    """How much one acquisition labels and how its picks are spread.
+
+    Attributes:
+        budget: per acquisition, in ``unit``: frames, or box-equivalents for ``boxes``.
+        unit: ``frames`` (every frame costs 1) or ``boxes`` (a frame costs ``frame_cost + box_cost x`` its
+            predicted box count, since per-frame budgets favour crowded frames and hide the real labeling
+            cost); the picks fill the budget without exceeding it.
+        frame_cost, box_cost: the cost model for ``boxes`` (looking at a frame costs ``frame_cost`` box
+            equivalents; ``frame_cost`` must be > 0, else frames with no predicted box would be free).
+        box_min_score: predicted boxes scored at least this count towards a frame's cost.
+        max_per_drive: at most this many picks per drive in one acquisition (None: no limit).
+        min_gap_seconds: no two picks of one drive closer in time than this (None: no limit).
+    """
+
+    budget: float
+    unit: str = "frames"
+    frame_cost: float = 1.0
+    box_cost: float = 1.0
+    box_min_score: float = 0.3
+    max_per_drive: int | None = None
+    min_gap_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit not in BUDGET_UNITS:
+            raise ValueError(f"loop.budget_unit: unknown '{self.unit}', expected one of {BUDGET_UNITS}")
+        if self.budget < 0:
+            raise ValueError(f"loop.query_size: the budget must be >= 0, got {self.budget}")
+        if self.unit == "boxes" and not (self.frame_cost > 0 and self.box_cost >= 0):
+            raise ValueError(f"loop.cost: frame cost must be > 0 and box cost >= 0 with budget_unit=boxes, got "
+                             f"frame={self.frame_cost}, box={self.box_cost}")
+        if not 0.0 <= self.box_min_score <= 1.0:
+            raise ValueError(f"loop.cost.box_min_score must be in [0, 1], got {self.box_min_score}")
+        if self.max_per_drive is not None and self.max_per_drive < 1:
+            raise ValueError(f"loop.spread.max_per_drive must be >= 1 or null, got {self.max_per_drive}")
+        if self.min_gap_seconds is not None and self.min_gap_seconds < 0:
+            raise ValueError(f"loop.spread.min_gap_seconds must be >= 0 or null, got {self.min_gap_seconds}")
+
+    @property
+    def counts_boxes(self) -> bool:
+        return self.unit == "boxes"
+
+    @property
+    def spreads(self) -> bool:
+        return self.max_per_drive is not None or self.min_gap_seconds is not None
+
+    def costs(self, predicted_boxes: np.ndarray) -> np.ndarray:
+        """Cost of each frame ``(N,)`` from its predicted box count ``(N,)``: 1 per frame for ``frames``."""
+        if not self.counts_boxes:
+            return np.ones(len(predicted_boxes))
+        return self.frame_cost + self.box_cost * np.asarray(predicted_boxes, dtype=np.float64)
+
+
+class Picker:
+    """Accepts candidates (by position) one at a time while the budget and the spreading rules allow.
+
+    Args:
+        rules: the loop's :class:`SelectionRules`.
+        costs: ``(N,)`` cost of each candidate (ones for a frame budget).
+        drive_id, timestamp: ``(N,)`` each candidate's drive and time in seconds; needed only when the
+            rules spread picks.
+    """
+
+    def __init__(self, rules: SelectionRules, costs: np.ndarray, drive_id: np.ndarray | None = None,
+                 timestamp: np.ndarray | None = None) -> None:
+        if rules.spreads and (drive_id is None or timestamp is None):
+            raise ValueError("Picker: spreading picks over drives needs each candidate's drive id and timestamp")
+        self.rules = rules
+        self.costs = np.asarray(costs, dtype=np.float64)
+        self.drive_id = drive_id
+        self.timestamp = timestamp
+        self.remaining = float(rules.budget)
+        self.cheapest = float(self.costs.min()) if self.costs.size else np.inf
+        self.positions: list[int] = []
+        self._taken: set[int] = set()
+        self._drive_times: dict[int, list[float]] = {}
+
+    @property
+    def full(self) -> bool:
+        """No candidate can fit any more (or every candidate was taken)."""
+        return self.remaining < self.cheapest or len(self.positions) == self.costs.size
+
+    @property
+    def spent(self) -> float:
+        return float(self.rules.budget - self.remaining)
+
+    def admissible(self, position: int) -> bool:
+        """Whether candidate ``position`` could be taken now (fits the budget, keeps the spreading)."""
+        if position in self._taken or self.costs[position] > self.remaining + 1e-9:
+            return False
+        if not self.rules.spreads:
+            return True
+        times = self._drive_times.get(int(self.drive_id[position]), [])  # type: ignore[index]
+        if self.rules.max_per_drive is not None and len(times) >= self.rules.max_per_drive:
+            return False
+        if self.rules.min_gap_seconds is not None and times:
+            time = float(self.timestamp[position])  # type: ignore[index]
+            slot = bisect.bisect_left(times, time)
+            nearest = min(abs(times[i] - time) for i in (slot - 1, slot) if 0 <= i < len(times))
+            if nearest < self.rules.min_gap_seconds:
+                return False
+        return True
+
+    def offer(self, position: int) -> bool:
+        """Take candidate ``position`` if :meth:`admissible`; returns whether it was taken."""
+        if not self.admissible(position):
+            return False
+        self.positions.append(int(position))
+        self._taken.add(int(position))
+        self.remaining -= float(self.costs[position])
+        if self.rules.spreads:
+            bisect.insort(self._drive_times.setdefault(int(self.drive_id[position]), []),  # type: ignore[index]
+                          float(self.timestamp[position]))  # type: ignore[index]
+        return True
+
+    def take_in_order(self, chunks: Iterator[np.ndarray]) -> list[int]:
+        """Offer positions chunk by chunk in the given (rank) order until full; returns the taken ones."""
+        for chunk in chunks:
+            if not self.rules.spreads and not self.rules.counts_boxes:  # a frame budget: the first ones fit
+                fresh = chunk[~np.isin(chunk, list(self._taken))] if self._taken else chunk
+                for position in fresh[:int(self.remaining + 1e-9)]:
+                    self.offer(int(position))
+            else:
+                for position in chunk:
+                    self.offer(int(position))
+                    if self.full:
+                        break
+            if self.full:
+                break
+        return self.positions

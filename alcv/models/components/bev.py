@@ -236,8 +236,12 @@ class BEVDetector(nn.Module):
                              f"out_stride {backbone.out_stride}")
         self.out_cell = grid.cell_size * backbone.out_stride
 
+    def features(self, points: Tensor, point_batch: Tensor, batch_size: int) -> Tensor:
+        """The backbone's BEV feature map ``(B, C', ny / s, nx / s)``, the input of the head."""
+        return self.backbone(self.encoder(points, point_batch, batch_size))
+
     def forward(self, points: Tensor, point_batch: Tensor, batch_size: int) -> dict[str, Tensor]:
-        return self.head(self.backbone(self.encoder(points, point_batch, batch_size)))
+        return self.head(self.features(points, point_batch, batch_size))
 
     def _box_cells(self, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Continuous output-grid coordinates ``(cx, cy)`` of box centres and their integer cells."""
@@ -296,10 +300,14 @@ class BEVDetector(nn.Module):
                 "regression_loss": regression_loss}
 
     @torch.no_grad()
-    def decode(self, outputs: dict[str, Tensor], indices: Sequence[int]) -> list[Detections]:
+    def decode(self, outputs: dict[str, Tensor], indices: Sequence[int],
+               heatmap_samples: Tensor | None = None) -> list[Detections]:
         """Peak decoding: 3x3 max-pool NMS on the heatmap, top ``max_detections`` peaks over all classes
         and cells with score >= ``score_threshold``. ``indices[i]`` is the absolute dataset index of
         frame ``i``. Each detection's ``class_probs`` are the sigmoid heatmaps of all classes at its cell.
+
+        ``heatmap_samples`` ``(T, B, C, H, W)`` (probabilities of T stochastic passes) add each
+        detection's ``prob_samples`` ``(T, M, C)``: every pass's class probabilities at the same cell.
         """
         heat = torch.sigmoid(outputs["heatmap"].float())
         regression = outputs["regression"].float()
@@ -320,5 +328,12 @@ class BEVDetector(nn.Module):
         yaw = torch.atan2(values[..., 6], values[..., 7])
         boxes = torch.cat([x[..., None], y[..., None], values[..., 2:3], size, yaw[..., None]], dim=-1)
         keep = scores >= self.score_threshold
-        return [Detections(int(indices[b]), boxes[b][keep[b]], label[b][keep[b]], scores[b][keep[b]],
-                           class_probs[b][keep[b]]) for b in range(batch_size)]
+        samples = None if heatmap_samples is None else \
+            heatmap_samples.float().permute(0, 1, 3, 4, 2)[:, frame, iy, ix]  # (T, B, k, C)
+        detections = []
+        for b in range(batch_size):
+            frame_samples = None if samples is None else samples[:, b][:, keep[b]]
+            found = None if frame_samples is None else torch.ones(frame_samples.shape[:2], dtype=torch.bool)
+            detections.append(Detections(int(indices[b]), boxes[b][keep[b]], label[b][keep[b]], scores[b][keep[b]],
+                                         class_probs[b][keep[b]], prob_samples=frame_samples, found=found))
+        return detections

@@ -1,0 +1,127 @@
+"""Diversity: core-set k-centre greedy on frame embeddings, alone or after an uncertainty pre-filter.
+
+Memory is O(pool x dim): the embeddings plus one distance per candidate, never a pool x pool matrix.
+Distances to the labeled set are computed in blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from alcv.models.detections import Detections, PredictionRequest
+from alcv.strategies.selection import Picker, tie_break_keys, top_k
+from alcv.strategies.strategies import PoolStats, UncertaintyStrategy
+
+#: rows of candidates per block when computing distances to the labeled set
+BLOCK_ROWS = 4096
+
+
+def _embeddings(detections: Sequence[Detections]) -> np.ndarray:
+    missing = [d.index for d in detections if d.embedding is None]
+    if missing:
+        raise ValueError(f"frames {missing[:5]}: the detections carry no embedding; the model must fill "
+                         "Detections.embedding when PredictionRequest.embeddings is set")
+    return np.stack([d.embedding.numpy() for d in detections]).astype(np.float32)  # type: ignore[union-attr]
+
+
+def nearest_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each of ``points`` ``(N, D)`` to its nearest of ``centres`` ``(L, D)``;
+    ``+inf`` for every point when there is no centre. Computed in blocks of rows: O(N + block x L)."""
+    distances = np.full(len(points), np.inf)
+    if len(centres) == 0:
+        return distances
+    centres = centres.astype(np.float64)
+    centre_norms = (centres**2).sum(axis=1)
+    for start in range(0, len(points), BLOCK_ROWS):
+        block = points[start:start + BLOCK_ROWS].astype(np.float64)
+        squared = (block**2).sum(axis=1)[:, None] - 2 * block @ centres.T + centre_norms[None, :]
+        distances[start:start + BLOCK_ROWS] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return distances
+
+
+def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker, keys: np.ndarray,
+                    positions: np.ndarray | None = None) -> np.ndarray:
+    """Core-set selection (Sener and Savarese, 2018): repeatedly take the candidate farthest from every
+    centre (the labeled frames and the picks so far), as long as ``picker`` accepts.
+
+    Args:
+        embeddings: ``(N, D)`` candidate embeddings.
+        centres: ``(L, D)`` embeddings of the labeled frames.
+        picker: enforces the budget and spreading; candidates it refuses are never offered again (a
+            refusal cannot become an acceptance as picks are added).
+        keys: ``(N,)`` tie-break keys (the smallest wins among equally far candidates).
+        positions: ``(N,)`` the picker's position of each row (default: the row number).
+
+    Returns:
+        the picker's positions taken, in pick order.
+    """
+    positions = np.arange(len(embeddings)) if positions is None else positions
+    distances = nearest_distances(embeddings, centres)
+    embeddings = embeddings.astype(np.float64)
+    open_rows = np.ones(len(embeddings), dtype=bool)
+    taken: list[int] = []
+    while open_rows.any() and not picker.full:
+        farthest = np.where(open_rows, distances, -np.inf)
+        best = np.flatnonzero(farthest == farthest.max())
+        row = int(best[np.argmin(keys[best])])
+        open_rows[row] = False
+        if not picker.offer(int(positions[row])):
+            continue
+        taken.append(int(positions[row]))
+        step = np.sqrt(((embeddings - embeddings[row]) ** 2).sum(axis=1))
+        np.minimum(distances, step, out=distances)
+    return np.asarray(taken, dtype=np.int64)
+
+
+class CoresetStrategy:
+    """Core-set k-centre greedy on per-frame embeddings (pooled backbone features): frames that cover
+    the parts of the pool farthest from everything labeled. Seeded and deterministic."""
+
+    name = "coreset"
+
+    def __init__(self) -> None:
+        self.request = PredictionRequest(embeddings=True, include_labeled=True)
+
+    def frame_stats(self, detections: Sequence[Detections]) -> dict[str, np.ndarray]:
+        return {"embedding": _embeddings(detections)}
+
+    def select(self, pool: PoolStats, picker: Picker, seed: int) -> np.ndarray:
+        return k_centre_greedy(pool.column("embedding"), pool.labeled_columns.get("embedding", np.zeros((0, 1))),
+                               picker, tie_break_keys(pool.candidates, seed))
+
+
+class HybridStrategy:
+    """Uncertainty first, then diversity (cluster-margin style): keep the ``prefilter`` x (expected
+    picks) most uncertain candidates, then pick among them with k-centre greedy, so that one acquisition
+    does not spend its budget on near-duplicates of one uncertain scene.
+
+    Args:
+        uncertainty: an :class:`UncertaintyStrategy` that scores the frames (``least_confidence`` etc.).
+        prefilter: how many candidates per expected pick survive the pre-filter (expected picks = the
+            budget divided by the mean candidate cost), at least 1.
+    """
+
+    name = "hybrid"
+
+    def __init__(self, uncertainty: UncertaintyStrategy, prefilter: float = 10.0) -> None:
+        if prefilter < 1:
+            raise ValueError(f"strategy.prefilter must be >= 1, got {prefilter}")
+        if uncertainty.request.passes > 1 or uncertainty.request.members > 1:
+            raise ValueError("strategy=hybrid: its uncertainty must come from one deterministic model "
+                             f"(least_confidence, margin or entropy), got '{uncertainty.name}'")
+        self.uncertainty = uncertainty
+        self.prefilter = prefilter
+        self.request = PredictionRequest(embeddings=True, include_labeled=True)
+
+    def frame_stats(self, detections: Sequence[Detections]) -> dict[str, np.ndarray]:
+        return {"score": self.uncertainty.frame_scores(detections), "embedding": _embeddings(detections)}
+
+    def select(self, pool: PoolStats, picker: Picker, seed: int) -> np.ndarray:
+        expected_picks = picker.rules.budget / max(float(picker.costs.mean()), 1e-9) if picker.costs.size else 0
+        keep = max(int(np.ceil(self.prefilter * expected_picks)), 1)
+        survivors = np.searchsorted(pool.candidates, top_k(pool.candidates, pool.column("score"), keep, seed))
+        keys = tie_break_keys(pool.candidates[survivors], seed)
+        return k_centre_greedy(pool.column("embedding")[survivors],
+                               pool.labeled_columns.get("embedding", np.zeros((0, 1))), picker, keys, survivors)
