@@ -68,8 +68,10 @@ class SelectedFrames:
     boxes: Sequence[int]
 
     def as_wandb_table(self, loop: int) -> wandb.Table:
-        """One row per frame: loop, rank (0 = the strategy's first pick), index, score, boxes."""
-        scores = [None] * len(self.indices) if self.scores is None else self.scores.tolist()
+        """One row per frame: loop, rank (0 = the strategy's first pick), index, score (None where
+        infinite, e.g. an empty frame ranked by policy), boxes."""
+        scores = [None] * len(self.indices) if self.scores is None else \
+            [float(score) if np.isfinite(score) else None for score in self.scores]
         rows = [[loop, rank, index, score, boxes] for rank, (index, score, boxes)
                 in enumerate(zip(self.indices.tolist(), scores, self.boxes, strict=True))]
         return wandb.Table(columns=["loop", "rank", "index", "score", "boxes"], data=rows)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from alcv.models.bev_module import BEVDetectionModule
 from alcv.models.components.bev import (
     BEVBackbone,
     BEVDetector,
@@ -16,6 +17,7 @@ from alcv.models.components.bev import (
     PillarEncoder,
     gaussian_radius,
 )
+from alcv.models.detections import PredictionRequest
 
 GRID = BEVGrid(point_range=(-8.0, -8.0, -3.0, 8.0, 8.0, 3.0), cell_size=0.5)
 
@@ -131,3 +133,45 @@ def test_grid_and_backbone_settings_are_checked() -> None:
         BEVGrid(point_range=(0.0, 0.0, 0.0, 1.0, 1.0, 1.0), cell_size=0.3)
     with pytest.raises(ValueError, match="stage_"):
         BEVBackbone(4, stage_channels=(8,), stage_blocks=(1, 1), stage_strides=(1,))
+
+
+def test_decode_reads_every_stochastic_pass_at_the_same_cells() -> None:
+    detector = make_detector()
+    heatmap = torch.full((1, 3, 16, 16), -10.0)
+    heatmap[0, 2, 3, 4] = 3.0
+    samples = torch.rand(4, 1, 3, 16, 16)  # 4 passes' probabilities
+    detector.score_threshold = 0.5
+    (frame,) = detector.decode({"heatmap": heatmap, "regression": torch.zeros(1, 8, 16, 16)}, [7], samples)
+    assert len(frame) == 1 and frame.prob_samples is not None and frame.found is not None
+    assert frame.prob_samples.shape == (4, 1, 3) and frame.found.all()
+    torch.testing.assert_close(frame.prob_samples[:, 0], samples[:, 0, :, 3, 4])
+
+
+def module(**request: object) -> BEVDetectionModule:
+    """A detection module in eval mode whose pool inference follows ``PredictionRequest(**request)``."""
+    model = BEVDetectionModule(make_detector(), ("vehicle", "pedestrian", "golf_cart"),
+                               functools.partial(torch.optim.Adam, lr=0.01))
+    model.prediction_request = PredictionRequest(**request)  # type: ignore[arg-type]
+    return model.eval()
+
+
+def test_predict_step_gives_embeddings_and_mc_dropout_samples_only_when_asked() -> None:
+    box = torch.tensor([2.0, 1.0, -1.0, 4.0, 1.8, 1.5, 0.0])
+    batch = {"points": box_points(box), "point_batch": torch.zeros(60, dtype=torch.long), "index": torch.tensor([5])}
+    (plain,) = module().predict_step(batch, 0)
+    assert plain.embedding is None and plain.prob_samples is None
+
+    torch.manual_seed(1)
+    model = module(passes=6, dropout=0.5, embeddings=True)
+    (sampled,) = model.predict_step(batch, 0)
+    assert sampled.embedding is not None
+    assert sampled.embedding.shape == (model.detector.backbone.out_channels,)
+    assert sampled.prob_samples is not None and sampled.prob_samples.shape == (6, len(sampled), 3)
+    assert sampled.found is not None and sampled.found.all()
+    assert sampled.prob_samples.std(dim=0).max() > 0  # dropout makes the passes differ
+    # the boxes come from the passes' mean: each box's class probabilities are about the samples' mean
+    torch.testing.assert_close(sampled.class_probs, sampled.prob_samples.mean(dim=0), atol=1e-4, rtol=1e-4)
+    # and the same model without passes is deterministic: dropout is off outside MC passes
+    model = module()
+    first, second = model.predict_step(batch, 0)[0], model.predict_step(batch, 0)[0]
+    torch.testing.assert_close(first.class_probs, second.class_probs)

@@ -214,3 +214,28 @@ def test_a_real_prediction_run_labels_the_expected_frames(tmp_path: Path) -> Non
     assert np.isnan(scores[[3, 8]]).all()
     assert np.isfinite(scores[pool.indices]).sum() == len(pool) - 4  # all unlabeled frames scored
 
+
+
+def test_callback_records_drives_times_and_predicted_boxes_for_the_rules() -> None:
+    """With a budget in boxes and one pick per drive: costs from boxes scored >= box_min_score, drives
+    and times from the batch."""
+    pool = odd_pool()
+    rules = SelectionRules(budget=5, unit="boxes", frame_cost=1.0, box_cost=1.0, box_min_score=0.5, max_per_drive=1)
+    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), rules, loop=1, seed=0, dataset_size=DATASET_SIZE)
+    unlabeled = pool.unlabeled_indices
+    # frames 7, 9 (drive 0) and 11 (drive 1) are the least confident; 9 holds three boxes scored >= 0.5
+    special = {7: [[0.45, 0.3]], 9: [[0.4, 0.35], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]], 11: [[0.5, 0.45]]}
+    prediction = [frame(int(i), special.get(int(i), CONFIDENT)) for i in unlabeled]
+    batch = {"drive_id": [0 if i < 11 else 1 for i in unlabeled], "timestamp": [0.1 * i for i in unlabeled]}
+    trainer = SimpleNamespace(world_size=1)
+    callback.on_predict_start(trainer, None)  # type: ignore[arg-type]
+    callback.write_on_batch_end(trainer, None, prediction, None, batch, 0, 0)  # type: ignore[arg-type]
+    callback.on_predict_end(trainer, None)  # type: ignore[arg-type]
+
+    assert callback.columns["predicted_boxes"][9] == 3 and callback.columns["predicted_boxes"][7] == 0
+    assert callback.columns["drive_id"][11] == 1 and callback.columns["timestamp"][11] == pytest.approx(1.1)
+    selection = callback.selection
+    assert selection is not None
+    # 9 ranks first (LC 0.6) and costs 1 + 3 = 4 of 5. Then 7 (cost 1) is in drive 0, which has its pick;
+    # 11 and every confident frame hold one box scored >= 0.5 and cost 2 > the 1 left: nothing else fits
+    assert selection.indices.tolist() == [9] and selection.costs.tolist() == [4.0]
