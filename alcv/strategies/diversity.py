@@ -1,7 +1,8 @@
 """Diversity: core-set k-centre greedy on frame embeddings, alone or after an uncertainty pre-filter.
 
 Memory is O(pool x dim): the embeddings plus one distance per candidate, never a pool x pool matrix.
-Distances to the labeled set are computed in blocks.
+Distances to the labeled set are computed in blocks of bounded size, and each greedy pick costs one
+matrix-vector product over the pool.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from alcv.models.detections import Detections, PredictionRequest
 from alcv.strategies.selection import Picker, tie_break_keys, top_k
 from alcv.strategies.strategies import PoolStats, UncertaintyStrategy
 
-#: rows of candidates per block when computing distances to the labeled set
-BLOCK_ROWS = 4096
+#: candidate x centre distances computed at once (about 32 MiB of float64 per temporary)
+BLOCK_ELEMENTS = 2**22
 
 
 def _embeddings(detections: Sequence[Detections]) -> np.ndarray:
@@ -28,16 +29,26 @@ def _embeddings(detections: Sequence[Detections]) -> np.ndarray:
 
 def nearest_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Euclidean distance from each of ``points`` ``(N, D)`` to its nearest of ``centres`` ``(L, D)``;
-    ``+inf`` for every point when there is no centre. Computed in blocks of rows: O(N + block x L)."""
+    ``+inf`` for every point when there is no centre. Computed in blocks of about :data:`BLOCK_ELEMENTS`
+    point-centre pairs, so memory stays O(N + L x D + block) however large L is."""
     distances = np.full(len(points), np.inf)
     if len(centres) == 0:
         return distances
     centres = centres.astype(np.float64)
     centre_norms = (centres**2).sum(axis=1)
-    for start in range(0, len(points), BLOCK_ROWS):
-        block = points[start:start + BLOCK_ROWS].astype(np.float64)
-        squared = (block**2).sum(axis=1)[:, None] - 2 * block @ centres.T + centre_norms[None, :]
-        distances[start:start + BLOCK_ROWS] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    rows = max(1, BLOCK_ELEMENTS // len(centres))
+    columns = min(len(centres), BLOCK_ELEMENTS)
+    for start in range(0, len(points), rows):
+        block = points[start:start + rows].astype(np.float64)
+        block_norms = (block**2).sum(axis=1)
+        nearest = np.full(len(block), np.inf)
+        for first in range(0, len(centres), columns):
+            products = block @ centres[first:first + columns].T
+            products *= -2.0
+            products += block_norms[:, None]
+            products += centre_norms[None, first:first + columns]
+            np.minimum(nearest, products.min(axis=1), out=nearest)
+        distances[start:start + rows] = np.sqrt(np.maximum(nearest, 0.0))
     return distances
 
 
@@ -60,6 +71,7 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
     positions = np.arange(len(embeddings)) if positions is None else positions
     distances = nearest_distances(embeddings, centres)
     embeddings = embeddings.astype(np.float64)
+    norms = (embeddings**2).sum(axis=1)
     open_rows = np.ones(len(embeddings), dtype=bool)
     taken: list[int] = []
     while open_rows.any() and not picker.full:
@@ -70,8 +82,11 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
         if not picker.offer(int(positions[row])):
             continue
         taken.append(int(positions[row]))
-        step = np.sqrt(((embeddings - embeddings[row]) ** 2).sum(axis=1))
-        np.minimum(distances, step, out=distances)
+        squared = embeddings @ embeddings[row]
+        squared *= -2.0
+        squared += norms
+        squared += norms[row]
+        np.minimum(distances, np.sqrt(np.maximum(squared, 0.0)), out=distances)
     return np.asarray(taken, dtype=np.int64)
 
 
