@@ -419,17 +419,27 @@ def plot_classwise(study: Study, strategy: str) -> Figure:
 # ---------------------------------------------------------------------------------------------- writing
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """``table`` as a GitHub Markdown table; floats to ``digits`` places (whole numbers of 1 or more, such
-    as frame counts, without decimals), NaN as an em dash."""
-    def cell(value: object) -> str:
-        if isinstance(value, float | np.floating):
-            if np.isnan(value):
-                return "—"
-            return f"{value:.0f}" if value >= 1 and float(value).is_integer() else f"{value:.{digits}f}"
-        return str(value)
+    """``table`` as a GitHub Markdown table, NaN as an em dash. A column of whole numbers prints without
+    decimals, a column reaching 100 or more with one, any other float column with ``digits``."""
+    formats = {}
+    for name in table.columns:
+        values = pd.to_numeric(table[name], errors="coerce")
+        numeric = values.dropna()
+        if table[name].dtype.kind not in "fiu":
+            formats[name] = None
+        elif not numeric.empty and (numeric == numeric.round()).all():
+            formats[name] = ".0f"
+        else:
+            formats[name] = ".1f" if not numeric.empty and numeric.abs().max() >= 100 else f".{digits}f"
+
+    def cell(name: str, value: object) -> str:
+        if formats[name] is None or not isinstance(value, int | float | np.integer | np.floating):
+            return str(value)
+        return "—" if np.isnan(value) else format(value, formats[name])
 
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(name, value) for name, value in zip(table.columns, row, strict=True)) + " |"
+              for row in table.itertuples(index=False)]
     return "\n".join(lines)
 
 
