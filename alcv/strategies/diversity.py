@@ -1,8 +1,9 @@
 """Diversity: core-set k-centre greedy on frame embeddings, alone or after an uncertainty pre-filter.
 
 Memory is O(pool x dim): the embeddings plus one distance per candidate, never a pool x pool matrix.
-Distances to the labeled set are computed in blocks of bounded size, and each greedy pick costs one
-matrix-vector product over the pool.
+Distances to the labeled set are computed in blocks of bounded size (matrix products); each greedy pick
+updates the distances from exact differences, also in blocks, so that copies of a pick are at distance 0
+whatever their position.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from alcv.strategies.strategies import PoolStats, UncertaintyStrategy
 
 #: candidate x centre distances computed at once (about 32 MiB of float64 per temporary)
 BLOCK_ELEMENTS = 2**22
+#: distances within this relative margin of the farthest count as equally far (ties go to the seeded keys)
+TIE_TOLERANCE = 1e-9
 
 
 def _embeddings(detections: Sequence[Detections]) -> np.ndarray:
@@ -62,7 +65,9 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
         centres: ``(L, D)`` embeddings of the labeled frames.
         picker: enforces the budget and spreading; candidates it refuses are never offered again (a
             refusal cannot become an acceptance as picks are added).
-        keys: ``(N,)`` tie-break keys (the smallest wins among equally far candidates).
+        keys: ``(N,)`` tie-break keys (the smallest wins among equally far candidates: within
+            :data:`TIE_TOLERANCE` of the farthest, relatively, which absorbs the rounding of the matrix
+            products).
         positions: ``(N,)`` the picker's position of each row (default: the row number).
 
     Returns:
@@ -70,23 +75,23 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
     """
     positions = np.arange(len(embeddings)) if positions is None else positions
     distances = nearest_distances(embeddings, centres)
-    embeddings = embeddings.astype(np.float64)
-    norms = (embeddings**2).sum(axis=1)
+    rows = max(1, BLOCK_ELEMENTS // max(embeddings.shape[1], 1))
     open_rows = np.ones(len(embeddings), dtype=bool)
     taken: list[int] = []
     while open_rows.any() and not picker.full:
         farthest = np.where(open_rows, distances, -np.inf)
-        best = np.flatnonzero(farthest == farthest.max())
+        reach = farthest.max()
+        best = np.flatnonzero(farthest >= reach - TIE_TOLERANCE * abs(reach)) if np.isfinite(reach) else \
+            np.flatnonzero(farthest == reach)
         row = int(best[np.argmin(keys[best])])
         open_rows[row] = False
         if not picker.offer(int(positions[row])):
             continue
         taken.append(int(positions[row]))
-        squared = embeddings @ embeddings[row]
-        squared *= -2.0
-        squared += norms
-        squared += norms[row]
-        np.minimum(distances, np.sqrt(np.maximum(squared, 0.0)), out=distances)
+        centre = embeddings[row].astype(np.float64)
+        for start in range(0, len(embeddings), rows):
+            step = np.sqrt(((embeddings[start:start + rows] - centre) ** 2).sum(axis=1))
+            np.minimum(distances[start:start + rows], step, out=distances[start:start + rows])
     return np.asarray(taken, dtype=np.int64)
 
 

@@ -9,6 +9,7 @@ picks per drive and no two picks of one drive within ``min_gap_seconds``.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -124,17 +125,18 @@ class SelectionRules:
     def __post_init__(self) -> None:
         if self.unit not in BUDGET_UNITS:
             raise ValueError(f"loop.budget_unit: unknown '{self.unit}', expected one of {BUDGET_UNITS}")
-        if self.budget < 0:
-            raise ValueError(f"loop.query_size: the budget must be >= 0, got {self.budget}")
-        if self.unit == "boxes" and not (self.frame_cost > 0 and self.box_cost >= 0):
+        if not (math.isfinite(self.budget) and self.budget >= 0):
+            raise ValueError(f"loop.query_size: the budget must be a finite number >= 0, got {self.budget}")
+        if self.unit == "boxes" and not (0 < self.frame_cost < math.inf and 0 <= self.box_cost < math.inf):
             raise ValueError(f"loop.cost: frame cost must be > 0 and box cost >= 0 with budget_unit=boxes, got "
                              f"frame={self.frame_cost}, box={self.box_cost}")
         if not 0.0 <= self.box_min_score <= 1.0:
             raise ValueError(f"loop.cost.box_min_score must be in [0, 1], got {self.box_min_score}")
         if self.max_per_drive is not None and self.max_per_drive < 1:
             raise ValueError(f"loop.spread.max_per_drive must be >= 1 or null, got {self.max_per_drive}")
-        if self.min_gap_seconds is not None and self.min_gap_seconds < 0:
-            raise ValueError(f"loop.spread.min_gap_seconds must be >= 0 or null, got {self.min_gap_seconds}")
+        if self.min_gap_seconds is not None and not 0 <= self.min_gap_seconds < math.inf:
+            raise ValueError(f"loop.spread.min_gap_seconds must be a finite number >= 0 or null, got "
+                             f"{self.min_gap_seconds}")
 
     @property
     def counts_boxes(self) -> bool:
