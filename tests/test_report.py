@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from alcv.study.report import (
     classwise_curves,
     confidence_interval,
+    curve_areas,
     labels_to_reach,
     learning_curves,
     load_study,
@@ -66,23 +67,30 @@ def study_dir(tmp_path: Path) -> Path:
 
 
 def test_labels_to_reach_the_full_data_map_by_hand(study_dir: Path) -> None:
-    table = labels_to_reach(load_study([study_dir])).set_index("strategy")
+    study = load_study([study_dir])
+    table = labels_to_reach(study).set_index(["strategy", "level"])
     # reference: mean full-pool mAP of seeds 0 and 1 = (0.80 + 0.60) / 2 = 0.70 (seed 2 has no AL runs)
-    assert table.loc["random", "full_data_map"] == pytest.approx(0.70)
+    assert table["full_data_map"].tolist() == pytest.approx([0.70] * 6)
+    assert table.loc[("random", 0.95), "target_map"] == pytest.approx(0.665)
     # random's mean curve 0.35 0.50 0.62 0.68: 90 % (0.63) and 95 % (0.665) at 400 frames, 100 % never
-    assert table.loc["random", "frames_to_90%"] == 400 and table.loc["random", "frames_to_95%"] == 400
-    assert np.isnan(table.loc["random", "frames_to_100%"])
+    assert table.loc[("random", 0.9), "frames"] == 400 and table.loc[("random", 0.95), "frames"] == 400
+    assert np.isnan(table.loc[("random", 1.0), "frames"])
     # least confidence's mean curve 0.35 0.65 0.69 0.72: 200, 300 and 400 frames
     lc = table.loc["least_confidence"]
-    assert [lc["frames_to_90%"], lc["frames_to_95%"], lc["frames_to_100%"]] == [200, 300, 400]
-    assert lc["boxes_to_90%"] == 200 * 11  # mean of 10 and 12 boxes a frame
-    assert lc["ratio_to_random_90%"] == pytest.approx(0.5)
-    assert lc["ratio_to_random_95%"] == pytest.approx(0.75)
-    assert np.isnan(lc["ratio_to_random_100%"])
-    assert table.loc["random", "ratio_to_random_95%"] == 1.0
-    # area: 0.1 * (0.50 + 0.67 + 0.705) / 0.3 over the fractions 0.1 ... 0.4
-    assert lc["auc"] == pytest.approx(0.625)
-    assert table.loc["random", "seeds"] == 2
+    assert lc["frames"].tolist() == [200, 300, 400]
+    assert lc["boxes"].tolist() == [200 * 11, 300 * 11, 400 * 11]  # mean of 10 and 12 boxes a frame
+    assert lc["frames_vs_random"].tolist()[:2] == pytest.approx([0.5, 0.75])
+    assert lc["boxes_vs_random"].tolist()[:2] == pytest.approx([0.5, 0.75])
+    assert np.isnan(lc.loc[1.0, "frames_vs_random"])
+    assert table.loc[("random", 0.95), "frames_vs_random"] == 1.0
+    assert (table["seeds"] == 2).all()
+
+    areas = curve_areas(study).set_index("strategy")
+    # least confidence: 0.1 * (0.50 + 0.67 + 0.705) / 0.3 over the fractions 0.1 ... 0.4
+    assert areas.loc["least_confidence", "auc"] == pytest.approx(0.625)
+    # against boxes 1100 ... 4400 the same trapezoids, scaled by 1100 / 3300
+    assert areas.loc["least_confidence", "auc_boxes"] == pytest.approx(0.625)
+    assert areas.loc["random", "auc"] == pytest.approx(0.1 * (0.425 + 0.56 + 0.65) / 0.3)
 
 
 def test_learning_curve_means_and_confidence_band(study_dir: Path) -> None:
@@ -135,8 +143,8 @@ def test_report_writes_figures_tables_and_markdown(study_dir: Path, tmp_path: Pa
     summary = report.summary.read_text()
     for path in report.figures.values():
         assert f"]({path.name})" in summary
-    assert "| least_confidence | 2 | 0.700 | 200 | 2200 | 300 | 3300 | 400 | 4400 | 0.625 | 0.500 | 0.750 | — |" \
-        in summary
+    assert "| least_confidence | 0.950 | 2 | 0.700 | 0.665 | 300 | 3300 | 0.750 | 0.750 |" in summary
+    assert "| least_confidence | 2 | 0.100-0.400 | 0.625 | 1100-4400 | 0.625 |" in summary
     assert (tmp_path / "report" / "labels_to_reach.csv").exists()
 
 
@@ -244,3 +252,27 @@ def test_variants_of_one_strategy_get_their_own_curves(tmp_path: Path) -> None:
     assert sorted(curves["strategy"].unique()) == ["least_confidence (aggregation=max)",
                                                    "least_confidence (aggregation=mean)"]
     assert (curves["seeds"] == 1).all()
+
+
+def test_areas_against_boxes_use_the_range_every_strategy_covers(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "random", 0, [100, 200], [0.2, 0.4], boxes_per_frame=20)  # boxes 2000, 4000
+    write_run(tmp_path / "b", "least_confidence", 0, [100, 200], [0.2, 0.6], boxes_per_frame=10)  # 1000, 2000
+    areas = curve_areas(load_study([tmp_path])).set_index("strategy")
+    assert areas.loc["random", "boxes"] == "2000-2000"  # the only box count both curves reach
+    assert areas.loc["random", "auc_boxes"] == pytest.approx(0.2)
+    assert areas.loc["least_confidence", "auc_boxes"] == pytest.approx(0.6)
+    assert areas.loc["least_confidence", "auc"] == pytest.approx(0.4)  # mean of 0.2 and 0.6 over 10-20 %
+
+
+def test_the_readme_notebook_command_runs_on_the_committed_example_study() -> None:
+    """`jupyter execute notebooks/study_figures.ipynb` from the repository root, as the README says: it
+    reads docs/example_study/runs by default."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    jupyter = Path(sys.executable).with_name("jupyter")
+    result = subprocess.run([str(jupyter), "execute", "notebooks/study_figures.ipynb"], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_study([root / "docs/example_study/runs"]).records["run"].nunique() == 35

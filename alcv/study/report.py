@@ -291,50 +291,80 @@ def full_data_map(study: Study) -> pd.Series:
     return full.groupby("seed")["map"].mean()
 
 
-def labels_to_reach(study: Study, levels: Sequence[float] = DEFAULT_LEVELS) -> pd.DataFrame:
-    """Per strategy: labeled frames and boxes at which the mean learning curve first reaches each level of
-    the full-data mAP, the frames' ratio to random's, and the normalised area under the curve.
+def _reference_map(study: Study, strategy: str, full: pd.Series) -> float:
+    """Mean full-data mAP over ``strategy``'s own seeds, or over every full-data seed (with a note) when
+    none of its seeds was trained on the full pool; NaN without full-data runs."""
+    seeds = study.active_learning.loc[study.active_learning["strategy"] == strategy, "seed"].unique()
+    matched = full[full.index.isin(seeds)]
+    if full.size and matched.empty:
+        study.note(f"strategy '{strategy}': none of its seeds has a full-pool run; its reference is the mean "
+                   f"full-data mAP of seeds {full.index.tolist()}")
+        matched = full
+    return float(matched.mean()) if matched.size else float("nan")
 
-    The reference is the mean full-data mAP (:func:`full_data_map`) over the strategy's own seeds, or over
-    every full-data seed (with a note) when none of its seeds was trained on the full pool. A level that
-    the mean curve never reaches is NaN. ``auc`` is the trapezoid area under mean mAP against labeled
-    fraction divided by the fraction range: the curve's average mAP (its single value for one loop).
+
+def labels_to_reach(study: Study, levels: Sequence[float] = DEFAULT_LEVELS) -> pd.DataFrame:
+    """Per (strategy, level): the labeled frames and boxes at which the strategy's mean learning curve
+    first reaches ``level`` x the full-data mAP, and their ratios to random's (NaN where never reached).
+
+    The reference is the mean full-data mAP (:func:`full_data_map`) of the strategy's own seeds; the first
+    loop whose mean mAP is >= ``level`` x reference counts (no interpolation between loops).
     """
     curves = learning_curves(study)
     if curves.empty:
         return pd.DataFrame()
     full = full_data_map(study)
     if full.empty:
-        study.note("no subset runs at fraction 1.0 (the full pool): the labels-needed columns are empty; "
-                           "run `alcv experiment=subset_study -m loop.initial_fraction=1.0` with the same seeds "
-                           "and report both directories together")
+        study.note("no subset runs at fraction 1.0 (the full pool): the labels-needed table is empty; run "
+                   "`alcv experiment=subset_study -m loop.initial_fraction=1.0` with the same seeds and report "
+                   "both directories together")
     rows = []
     for strategy, curve in curves.groupby("strategy"):
         curve = curve.sort_values("loop")
-        row: dict[str, object] = {"strategy": strategy, "seeds": int(curve["seeds"].max())}
-        seeds = study.active_learning.loc[study.active_learning["strategy"] == strategy, "seed"].unique()
-        matched = full[full.index.isin(seeds)]
-        if full.size and matched.empty:
-            study.note(f"strategy '{strategy}': none of its seeds has a full-pool run; its reference is "
-                               f"the mean full-data mAP of seeds {full.index.tolist()}")
-            matched = full
-        reference = matched.mean() if matched.size else np.nan
-        row["full_data_map"] = reference
+        reference = _reference_map(study, str(strategy), full)
         for level in levels:
             reached = curve[curve["map_mean"] >= level * reference]
             first = reached.iloc[0] if len(reached) else None
-            row[f"frames_to_{level:.0%}"] = np.nan if first is None else first["frames"]
-            row[f"boxes_to_{level:.0%}"] = np.nan if first is None else first["boxes"]
-        x, y = curve["fraction"].to_numpy(), curve["map_mean"].to_numpy()
-        row["auc"] = float(y[0]) if len(x) == 1 else float(np.trapezoid(y, x) / (x[-1] - x[0]))
-        rows.append(row)
+            rows.append({"strategy": strategy, "level": level, "seeds": int(curve["seeds"].max()),
+                         "full_data_map": reference, "target_map": level * reference,
+                         "frames": np.nan if first is None else first["frames"],
+                         "boxes": np.nan if first is None else first["boxes"]})
     table = pd.DataFrame(rows)
-    baseline = table[table["strategy"] == RANDOM]
-    for level in levels:
-        column = f"frames_to_{level:.0%}"
-        table[f"ratio_to_random_{level:.0%}"] = (table[column] / baseline[column].iloc[0]
-                                                 if len(baseline) else np.nan)
+    baseline = table[table["strategy"] == RANDOM].set_index("level")
+    for unit in ("frames", "boxes"):
+        random_labels = table["level"].map(baseline[unit]) if len(baseline) else np.nan
+        table[f"{unit}_vs_random"] = table[unit] / random_labels
     return table
+
+
+def _area(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
+    """Average of the piecewise-linear curve ``y(x)`` over ``[low, high]`` (its value there if the range is
+    a point); exact, since the trapezoids run through the curve's own knots."""
+    if high <= low:
+        return float(np.interp(low, x, y))
+    knots = np.unique(np.concatenate([[low, high], x[(x > low) & (x < high)]]))
+    return float(np.trapezoid(np.interp(knots, x, y), knots) / (high - low))
+
+
+def curve_areas(study: Study) -> pd.DataFrame:
+    """Per strategy: the area under its mean learning curve divided by the range it spans, i.e. the
+    curve's average mAP, against labeled fraction (``auc``) and against labeled boxes (``auc_boxes``).
+
+    Every strategy is integrated over the same range, the one that all strategies' curves cover (shown in
+    ``fractions`` and ``boxes``): strategies that label fewer boxes per frame end at fewer boxes, and
+    comparing averages over different ranges would favour the one that reaches further.
+    """
+    curves = {strategy: curve.sort_values("loop") for strategy, curve in learning_curves(study).groupby("strategy")}
+    rows = []
+    for strategy, curve in curves.items():
+        row: dict[str, object] = {"strategy": strategy, "seeds": int(curve["seeds"].max())}
+        for name, axis, label, digits in (("auc", "fraction", "fractions", 3), ("auc_boxes", "boxes", "boxes", 0)):
+            low = max(float(c[axis].iloc[0]) for c in curves.values())
+            high = min(float(c[axis].iloc[-1]) for c in curves.values())
+            row[label] = f"{low:.{digits}f}-{high:.{digits}f}"
+            row[name] = _area(curve[axis].to_numpy(dtype=float), curve["map_mean"].to_numpy(dtype=float), low, high)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -465,7 +495,8 @@ def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     strategy = strategy or default_strategy(study)
     tables = {"subset_map": subset_table(study), "subset_class_ap": subset_class_table(study),
-              "learning_curves": learning_curves(study), "labels_to_reach": labels_to_reach(study, levels)}
+              "learning_curves": learning_curves(study), "labels_to_reach": labels_to_reach(study, levels),
+              "curve_areas": curve_areas(study)}
     if strategy is not None:
         tables[f"classwise_{strategy}"] = classwise_curves(study, strategy)
     figures: dict[str, Figure] = {}
@@ -510,9 +541,13 @@ def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: di
         labels = tables["labels_to_reach"]
         if not labels.empty:
             parts += ["", "## Labels needed to reach the full-data mAP", "",
-                      f"First loop at which the mean curve reaches {', '.join(f'{v:.0%}' for v in levels)} of the "
-                      "mean full-data mAP of the same seeds (— where it never does); ratio = frames / random's "
-                      "frames; auc = average mAP over the labeled-fraction range.", "", markdown_table(labels)]
+                      f"The labeled frames and boxes at the first loop whose mean mAP reaches "
+                      f"{', '.join(f'{v:.0%}' for v in levels)} of the mean full-data mAP of the same seeds (— where "
+                      "it never does), and their ratios to random's.", "", markdown_table(labels)]
+        parts += ["", "Area under each mean learning curve divided by its range (the curve's average mAP), against "
+                  "labeled fraction (auc) and against labeled boxes (auc_boxes), over the range that every "
+                  "strategy covers:", "",
+                  markdown_table(tables["curve_areas"])]
     if strategy is not None:
         name = f"classwise_{strategy}"
         parts += ["", f"## Class-wise AP per loop: {strategy}", "", f"![class-wise AP]({figures[name].name})", "",
