@@ -79,6 +79,27 @@ class DriveLayout:
 
 
 @dataclass(frozen=True)
+class SceneState:
+    """The world around the sensor at one frame, in that frame's sensor frame (metres).
+
+    ``objects`` ``(K, 7)`` boxes with class ids ``labels`` ``(K,)`` and ``object_ids`` ``(K,)`` (rows of the
+    drive's layout, stable across the drive's frames); ``walls`` ``(W, 7)`` boxes; ``poles`` and ``bushes``
+    rows ``[x, y, radius, height]`` standing on the ground. ``reach``: the radius considered.
+    """
+
+    drive_id: int
+    step: int
+    time: float
+    reach: float
+    objects: np.ndarray
+    labels: np.ndarray
+    object_ids: np.ndarray
+    walls: np.ndarray
+    poles: np.ndarray
+    bushes: np.ndarray
+
+
+@dataclass(frozen=True)
 class LidarFrame:
     """One frame in the LiDAR frame of its own timestamp.
 
@@ -510,11 +531,11 @@ class SyntheticLidarWorld:
         return _cached_layout(self.seed, drive_id, int(self.drive_lengths[drive_id]),
                               SCENE_TYPES[self.drive_scenes[drive_id]])
 
-    def frame(self, index: int) -> LidarFrame:
-        """Generate frame ``index``: a pure function of ``(seed, index)``."""
+    def scene(self, index: int) -> SceneState:
+        """What is around the sensor at frame ``index`` (objects, walls, poles and bushes within reach of
+        the point range), in the sensor frame of that frame; a pure function of ``(seed, index)``."""
         drive_id, step = self.drive_of(index)
         layout = self.layout(drive_id)
-        rng = np.random.default_rng([self.seed, drive_id, step, 2])
         time = step * FRAME_PERIOD_S
         ego_x = layout.ego_speed * time
 
@@ -532,13 +553,25 @@ class SyntheticLidarWorld:
 
         objects = to_sensor(layout.objects, layout.object_velocity)
         object_mask = near(objects)
-        objects, labels = objects[object_mask], layout.object_labels[object_mask]
         walls = to_sensor(layout.walls)
-        walls = walls[near(walls)]
         pole_xy = layout.poles[:, :2] - [ego_x, 0.0]
         pole_mask = np.hypot(pole_xy[:, 0], pole_xy[:, 1]) < reach
         bush_xy = layout.bushes[:, :2] - [ego_x, 0.0]
         bush_mask = np.hypot(bush_xy[:, 0], bush_xy[:, 1]) < reach
+        return SceneState(drive_id, step, time, reach, objects[object_mask], layout.object_labels[object_mask],
+                          np.flatnonzero(object_mask), walls[near(walls)],
+                          np.column_stack([pole_xy, layout.poles[:, 2:]])[pole_mask],
+                          np.column_stack([bush_xy, layout.bushes[:, 2:]])[bush_mask])
+
+    def frame(self, index: int) -> LidarFrame:
+        """Generate frame ``index``: a pure function of ``(seed, index)``."""
+        scene = self.scene(index)
+        drive_id, time, reach = scene.drive_id, scene.time, scene.reach
+        rng = np.random.default_rng([self.seed, drive_id, scene.step, 2])
+        objects, labels, walls = scene.objects, scene.labels, scene.walls
+        pole_xy, pole_radius, pole_height = scene.poles[:, :2], scene.poles[:, 2], scene.poles[:, 3]
+        bushes = scene.bushes
+        bush_xy = bushes[:, :2]
 
         is_cart = labels == GOLF_CART
         object_points, object_owner = _sample_faces(
@@ -548,13 +581,10 @@ class SyntheticLidarWorld:
         roof[:, 5] = 0.1
         roof_points, roof_owner = _sample_faces(rng, roof, np.ones(len(roof)), np.ones(len(roof)))
         wall_points, wall_owner = _sample_faces(rng, walls, np.ones(len(walls)), np.ones(len(walls)))
-        pole_points, _ = _sample_cylinders(rng, pole_xy[pole_mask], layout.poles[pole_mask, 2],
-                                           layout.poles[pole_mask, 3], solid=True)
-        bushes = layout.bushes[bush_mask]
-        bush_points, bush_owner = _sample_cylinders(rng, bush_xy[bush_mask], bushes[:, 2], bushes[:, 3],
-                                                    solid=False)
+        pole_points, _ = _sample_cylinders(rng, pole_xy, pole_radius, pole_height, solid=True)
+        bush_points, bush_owner = _sample_cylinders(rng, bush_xy, bushes[:, 2], bushes[:, 3], solid=False)
         ground = _ground(rng, reach, count_per_ring=180)
-        bush_boxes = np.column_stack([bush_xy[bush_mask], bushes[:, 3] / 2 - SENSOR_HEIGHT,
+        bush_boxes = np.column_stack([bush_xy, bushes[:, 3] / 2 - SENSOR_HEIGHT,
                                       bushes[:, 2] * 2, bushes[:, 2] * 2, bushes[:, 3], np.zeros(len(bushes))])
 
         # occluders are objects 0..K-1, then walls, then bushes; poles and ground occlude nothing (-1)
