@@ -1,0 +1,463 @@
+"""COCO-format detection datasets for alcv's 2D path, and the collation of 2D items into batches.
+
+A split is a folder of images and a COCO *instances* JSON file (``images``, ``annotations``, ``categories``).
+:class:`CocoDataset` reads the pool, val and test splits into one dataset indexed by absolute index, in the
+2D item contract (the same as :class:`~alcv.data.synthetic_camera.SyntheticCameraDataset`):
+
+- ``index``: int, the absolute dataset index (never a position inside a split or the pool);
+- ``image``: ``tv_tensors.Image`` uint8 ``(3, H, W)``, RGB (grayscale, palette and RGBA images are converted);
+- ``boxes``: ``tv_tensors.BoundingBoxes`` float32 ``(M, 4)`` ``[x1, y1, x2, y2]`` (XYXY) in pixels, origin at
+  the top-left corner of the image, x to the right, y down, ``canvas_size=(H, W)``;
+- ``labels``: int64 ``(M,)`` class ids into ``class_names``;
+- ``drive_id``: int, and ``timestamp``: float seconds (see :class:`CocoDataset`).
+
+:func:`collate_images` turns a list of such items into the batch the 2D detectors consume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import operator
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+logger = logging.getLogger(__name__)
+
+#: the splits a dataset may have, in the order of their absolute indices; 'val' is optional
+SPLITS: tuple[str, ...] = ("pool", "val", "test")
+_REQUIRED_SPLITS = ("pool", "test")
+#: image-record fields that name the image's sequence (drive), in order of precedence
+_DRIVE_FIELDS = ("video_id", "sequence_id")
+#: image-record fields that give the frame's number within its sequence, in order of precedence
+_FRAME_FIELDS = ("frame_index", "frame_id")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    """Decode ``path`` to a uint8 ``(3, H, W)`` RGB tensor with PIL (any format PIL reads: JPEG, PNG, BMP, ...).
+
+    Grayscale, palette, RGBA and CMYK images are converted to RGB; 16-bit grayscale keeps its top 8 bits. EXIF
+    orientation is not applied: COCO boxes and ``width`` / ``height`` refer to the stored pixels. Raises
+    ``FileNotFoundError`` or ``ValueError`` naming the file when it is missing or cannot be decoded.
+    """
+    try:
+        with PILImage.open(path) as opened:
+            if opened.mode.startswith("I;16"):
+                gray = (np.asarray(opened).astype(np.uint16) >> 8).astype(np.uint8)
+                array = np.repeat(gray[..., None], 3, axis=2)
+            else:
+                array = np.array(opened.convert("RGB"), dtype=np.uint8)  # a writable copy
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: image file not found") from None
+    except (OSError, ValueError, PILImage.DecompressionBombError) as error:
+        raise ValueError(f"{path}: cannot decode the image ({error})") from error
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+class CocoDataset:
+    """Pool, val and test splits in COCO instances format, as one dataset indexed by absolute index.
+
+    Absolute indices: the pool images first, then val, then test, each split in ascending image id.
+    ``split_indices(split)`` gives a split's absolute indices. All JSON files are read and validated at
+    construction (nothing is half-loaded: any problem raises before the dataset exists); images are decoded
+    lazily in ``__getitem__`` (with PIL), and :meth:`num_boxes` / :meth:`box_labels` never decode an image.
+
+    Annotation rules, applied per annotation file:
+
+    - annotations with ``iscrowd: 1`` are dropped: a crowd region marks many objects under one outline, not an
+      instance a detector should learn to box (COCO's evaluation ignores them as well);
+    - annotations of categories that no ``class_map`` entry names are dropped (classes not detected); a
+      ``class_map`` entry naming a category absent from a file's ``categories`` is an error;
+    - the COCO ``bbox`` ``[x, y, w, h]`` (pixels, top-left corner) becomes ``[x, y, x + w, y + h]`` (XYXY),
+      clipped to the image ``[0, width] x [0, height]``;
+    - after clipping, boxes whose width or height is below ``min_box_size`` pixels, or zero, are dropped as
+      degenerate, with one ``logging`` warning per file saying how many;
+    - images without (kept) annotations stay in the dataset with zero boxes: confirming that a frame holds
+      nothing to detect is information that active learning pays for too.
+
+    Drives and time: an image record's ``video_id`` (else ``sequence_id``) names its drive; an image with
+    neither is a drive of its own. Drive ids are consecutive ints from 0, in the order of the first absolute
+    index of each drive, counted per split, so drives never collide across splits (a ``video_id`` 3 in the
+    pool and a ``video_id`` 3 in the test split are different drives) nor with images that have no video.
+    ``timestamp`` is the record's ``timestamp`` (taken as seconds), else its ``frame_index`` (else
+    ``frame_id``) divided by ``fps``, else 0.0.
+
+    Bad input raises ``ValueError`` (``FileNotFoundError`` for missing files) naming the file, the annotation
+    or image id, and the problem: a file that is not JSON (with its line) or not COCO instances, an image
+    record without ``id`` / ``file_name`` / ``width`` / ``height``, duplicate image or category ids, a missing
+    image file, an annotation whose ``image_id`` or ``category_id`` is unknown, a ``bbox`` that is not 4
+    finite numbers or has a negative width or height, a missing 'pool' or 'test' split, and a bad
+    ``class_map``. An image whose decoded size differs from its record's ``width`` / ``height`` raises
+    ``ValueError`` when it is read.
+
+    Args:
+        splits: ``{"pool": {"images": <folder>, "annotations": <instances json>}, "test": {...}}`` and
+            optionally ``"val"``; an image's file is ``<folder>/<file_name>``.
+        class_map: each alcv class name -> the COCO category names (``str``) or ids (``int``) that become
+            it, e.g. ``{"vehicle": ["car", "truck", "bus"], "pedestrian": ["person"]}``. Its keys, in order,
+            are ``class_names``: label ``i`` is ``class_names[i]``. A category may map to one class only.
+        min_box_size: smallest kept box width and height after clipping, pixels (>= 0).
+        cache_size: decoded images kept in a per-process LRU cache (0: none). With DataLoader workers each
+            worker keeps its own cache; a cached image takes ``3 H W`` bytes.
+        fps: frames per second, to turn ``frame_index`` / ``frame_id`` into seconds.
+    """
+
+    def __init__(self, splits: Mapping[str, Mapping[str, str]], class_map: Mapping[str, Sequence[str | int]],
+                 min_box_size: float = 1.0, cache_size: int = 0, fps: float = 10.0) -> None:
+        if not _is_number(min_box_size) or not min_box_size >= 0:
+            raise ValueError(f"CocoDataset: 'min_box_size' must be a number >= 0, got {min_box_size!r}")
+        if not _is_number(fps) or not fps > 0 or not math.isfinite(fps):
+            raise ValueError(f"CocoDataset: 'fps' must be a finite number > 0, got {fps!r}")
+        if not _is_integer(cache_size) or cache_size < 0:
+            raise ValueError(f"CocoDataset: 'cache_size' must be an int >= 0, got {cache_size!r}")
+        self.min_box_size = float(min_box_size)
+        self.fps = float(fps)
+        self.cache_size = int(cache_size)
+        class_entries = self._check_class_map(class_map)
+        self.class_names: tuple[str, ...] = tuple(class_entries)
+        split_paths = self._check_splits(splits)
+
+        files: list[str] = []
+        sizes: list[tuple[int, int]] = []
+        image_ids: list[int] = []
+        drive_keys: list[tuple[str, str, Any]] = []
+        timestamps: list[float] = []
+        boxes: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        self._split_bounds: dict[str, tuple[int, int]] = {}
+        for split in SPLITS:
+            start = len(files)
+            if split in split_paths:
+                images_dir, annotations = split_paths[split]
+                parsed = _parse_instances(annotations, images_dir, class_entries, self.min_box_size, self.fps)
+                for record in parsed:
+                    files.append(record["file"])
+                    sizes.append(record["size"])
+                    image_ids.append(record["id"])
+                    drive_keys.append((split, *record["drive"]))
+                    timestamps.append(record["timestamp"])
+                    boxes.append(record["boxes"])
+                    labels.append(record["labels"])
+                if not parsed and split in _REQUIRED_SPLITS:
+                    raise ValueError(f"{annotations}: the '{split}' split has no images")
+            self._split_bounds[split] = (start, len(files))
+
+        drive_numbers: dict[tuple[str, str, Any], int] = {}
+        # flat arrays rather than lists of objects: DataLoader workers share them without copy-on-refcount
+        self._files = np.array(files, dtype=str)
+        self._sizes = np.array(sizes, dtype=np.int64).reshape(-1, 2)
+        self._image_ids = np.array(image_ids, dtype=np.int64)
+        self._drive_ids = np.array([drive_numbers.setdefault(key, len(drive_numbers)) for key in drive_keys],
+                                   dtype=np.int64)
+        self._timestamps = np.array(timestamps, dtype=np.float64)
+        self._box_offsets = np.concatenate([[0], np.cumsum([len(b) for b in labels], dtype=np.int64)])
+        self._boxes = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
+        self._labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    @staticmethod
+    def _check_class_map(class_map: Mapping[str, Sequence[str | int]]) -> dict[str, list[str | int]]:
+        if not isinstance(class_map, Mapping) or not class_map:
+            raise ValueError(f"CocoDataset: 'class_map' must be a non-empty mapping of class name -> COCO "
+                             f"category names or ids, got {class_map!r}")
+        entries: dict[str, list[str | int]] = {}
+        owner: dict[str | int, str] = {}
+        for name, categories in class_map.items():
+            if isinstance(categories, str | int) and not isinstance(categories, bool):
+                categories = [categories]
+            if not isinstance(categories, Sequence) or not categories:
+                raise ValueError(f"CocoDataset: class_map[{name!r}] must be a non-empty list of COCO category "
+                                 f"names or ids, got {categories!r}")
+            entries[str(name)] = []
+            for category in categories:
+                if not (isinstance(category, str) or _is_integer(category)):
+                    raise ValueError(f"CocoDataset: class_map[{name!r}]: {category!r} is neither a category name "
+                                     f"(str) nor a category id (int)")
+                if category in owner:
+                    where = (f"listed twice in class_map[{name!r}]" if owner[category] == str(name) else
+                             f"mapped to both {owner[category]!r} and {name!r}")
+                    raise ValueError(f"CocoDataset: class_map: category {category!r} is {where}")
+                owner[category] = str(name)
+                entries[str(name)].append(category)
+        return entries
+
+    @staticmethod
+    def _check_splits(splits: Mapping[str, Mapping[str, str]]) -> dict[str, tuple[Path, Path]]:
+        if not isinstance(splits, Mapping):
+            raise ValueError(f"CocoDataset: 'splits' must map split names to {{images, annotations}}, got "
+                             f"{splits!r}")
+        unknown = [str(name) for name in splits if name not in SPLITS]
+        if unknown:
+            raise ValueError(f"CocoDataset: unknown split(s) {unknown} in 'splits'; expected {list(SPLITS)}")
+        missing = [name for name in _REQUIRED_SPLITS if name not in splits]
+        if missing:
+            raise ValueError(f"CocoDataset: 'splits' lacks the required split(s) {missing} (got {list(splits)}); "
+                             f"'pool' and 'test' are required, 'val' is optional")
+        paths: dict[str, tuple[Path, Path]] = {}
+        for name, entry in splits.items():
+            if not isinstance(entry, Mapping) or not {"images", "annotations"} <= set(entry):
+                raise ValueError(f"CocoDataset: splits[{name!r}] must be {{images: <folder>, annotations: "
+                                 f"<instances json>}}, got {entry!r}")
+            images, annotations = Path(str(entry["images"])), Path(str(entry["annotations"]))
+            if not annotations.is_file():
+                raise FileNotFoundError(f"CocoDataset: splits[{name!r}]: annotation file {annotations} not found")
+            if not images.is_dir():
+                raise FileNotFoundError(f"CocoDataset: splits[{name!r}]: image folder {images} not found")
+            paths[str(name)] = (images, annotations)
+        return paths
+
+    def __len__(self) -> int:
+        return int(self._files.size)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Ascending int64 absolute indices of 'pool', 'val' (empty when not given) or 'test'."""
+        if split not in self._split_bounds:
+            raise ValueError(f"CocoDataset.split_indices: unknown split {split!r}; expected one of {list(SPLITS)}")
+        start, stop = self._split_bounds[split]
+        return np.arange(start, stop, dtype=np.int64)
+
+    def _check_index(self, index: int) -> int:
+        index = operator.index(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"CocoDataset: index {index} out of range [0, {len(self)})")
+        return index
+
+    def num_boxes(self, index: int) -> int:
+        """Number of kept boxes of image ``index`` (its labeling cost), from the annotations only."""
+        index = self._check_index(index)
+        return int(self._box_offsets[index + 1] - self._box_offsets[index])
+
+    def box_labels(self, index: int) -> np.ndarray:
+        """``(M,)`` int64 class ids of the kept boxes of image ``index``, from the annotations only."""
+        index = self._check_index(index)
+        return self._labels[self._box_offsets[index]:self._box_offsets[index + 1]].copy()
+
+    def image_id(self, index: int) -> int:
+        """The COCO image id of absolute index ``index`` (ids may repeat across splits)."""
+        return int(self._image_ids[self._check_index(index)])
+
+    def image_path(self, index: int) -> Path:
+        """The image file of absolute index ``index``."""
+        return Path(str(self._files[self._check_index(index)]))
+
+    def _image(self, index: int) -> torch.Tensor:
+        cached = self._cache.get(index)
+        if cached is not None:
+            self._cache.move_to_end(index)
+            return cached
+        path = self.image_path(index)
+        image = _read_image(path)
+        height, width = (int(v) for v in self._sizes[index])
+        if tuple(image.shape[-2:]) != (height, width):
+            raise ValueError(f"{path}: image id {self.image_id(index)} decodes to {image.shape[-1]}x"
+                             f"{image.shape[-2]} pixels but its record says width={width}, height={height}")
+        if self.cache_size > 0:
+            self._cache[index] = image
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return image
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The item at absolute ``index`` (see the module docstring for the contract)."""
+        index = self._check_index(index)
+        image = self._image(index).clone()  # a transform may write into its input; the cache must not change
+        start, stop = self._box_offsets[index], self._box_offsets[index + 1]
+        height, width = (int(v) for v in self._sizes[index])
+        return {
+            "index": index,
+            "image": tv_tensors.Image(image),
+            "boxes": tv_tensors.BoundingBoxes(torch.tensor(self._boxes[start:stop]), format="XYXY",
+                                              canvas_size=(height, width)),
+            "labels": torch.tensor(self._labels[start:stop]),
+            "drive_id": int(self._drive_ids[index]),
+            "timestamp": float(self._timestamps[index]),
+        }
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a UTF-8 text file ({error})") from None
+    expected = ("images", "annotations", "categories")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a COCO instances file: expected a JSON object with {list(expected)}, got "
+                         f"a {type(data).__name__}")
+    for key in expected:
+        if not isinstance(data.get(key), list):
+            problem = "lacks" if key not in data else "has a non-list"
+            raise ValueError(f"{path}: not a COCO instances file: it {problem} '{key}' (expected a list)")
+    return data
+
+
+def _category_labels(path: Path, categories: list[Any], class_entries: Mapping[str, Sequence[str | int]]
+                     ) -> dict[int, int]:
+    """``{COCO category id: alcv label}`` for every category of the file (-1 for categories not mapped)."""
+    ids: dict[int, str] = {}
+    for position, category in enumerate(categories):
+        if not isinstance(category, dict) or not _is_integer(category.get("id")) \
+                or not isinstance(category.get("name"), str):
+            raise ValueError(f"{path}: categories[{position}] must be an object with an int 'id' and a str "
+                             f"'name', got {category!r}")
+        if category["id"] in ids:
+            raise ValueError(f"{path}: duplicate category id {category['id']}")
+        ids[category["id"]] = category["name"]
+    labels = dict.fromkeys(ids, -1)
+    for label, entries in enumerate(class_entries.values()):
+        for entry in entries:
+            matches = [cid for cid, name in ids.items() if (cid == entry if isinstance(entry, int) else name == entry)]
+            if not matches:
+                kind = "id" if isinstance(entry, int) else "name"
+                raise ValueError(f"{path}: class_map names category {kind} {entry!r}, which is not in the file's "
+                                 f"categories {sorted(ids.values())}")
+            for cid in matches:
+                if labels[cid] >= 0 and labels[cid] != label:
+                    raise ValueError(f"{path}: category {cid} ({ids[cid]!r}) is mapped to two classes by class_map")
+                labels[cid] = label
+    return labels
+
+
+def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) -> dict[int, dict[str, Any]]:
+    """Validated image records by image id, with the file checked to exist."""
+    records: dict[int, dict[str, Any]] = {}
+    for position, image in enumerate(images):
+        if not isinstance(image, dict):
+            raise ValueError(f"{path}: images[{position}] must be an object, got {image!r}")
+        missing = [key for key in ("id", "file_name", "width", "height") if key not in image]
+        if missing:
+            raise ValueError(f"{path}: images[{position}] (id={image.get('id')!r}) lacks {missing}: not a COCO "
+                             f"image record")
+        image_id = image["id"]
+        if not _is_integer(image_id):
+            raise ValueError(f"{path}: images[{position}]: image id {image_id!r} is not an int")
+        if image_id in records:
+            raise ValueError(f"{path}: duplicate image id {image_id}")
+        width, height = image["width"], image["height"]
+        if not all(_is_number(v) and float(v).is_integer() and v > 0 for v in (width, height)):
+            raise ValueError(f"{path}: image id {image_id}: width and height must be positive integers, got "
+                             f"{width!r} x {height!r}")
+        if not isinstance(image["file_name"], str) or not image["file_name"]:
+            raise ValueError(f"{path}: image id {image_id}: 'file_name' must be a non-empty string")
+        file = images_dir / image["file_name"]
+        if not file.is_file():
+            raise FileNotFoundError(f"{path}: image id {image_id}: image file {file} not found")
+        drive: tuple[str, Any] = ("image", image_id)
+        for field in _DRIVE_FIELDS:
+            value = image.get(field)
+            if value is not None:
+                if not (_is_integer(value) or isinstance(value, str)):
+                    raise ValueError(f"{path}: image id {image_id}: '{field}' must be an int or a string, got "
+                                     f"{value!r}")
+                drive = (field, value)
+                break
+        timestamp = 0.0
+        if image.get("timestamp") is not None:
+            timestamp = _finite(path, image_id, "timestamp", image["timestamp"])
+        else:
+            for field in _FRAME_FIELDS:
+                if image.get(field) is not None:
+                    timestamp = _finite(path, image_id, field, image[field]) / fps
+                    break
+        records[image_id] = {"file": str(file), "size": (int(height), int(width)), "id": image_id,
+                             "drive": drive, "timestamp": timestamp}
+    return records
+
+
+def _finite(path: Path, image_id: int, field: str, value: Any) -> float:
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"{path}: image id {image_id}: '{field}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _parse_instances(path: Path, images_dir: Path, class_entries: Mapping[str, Sequence[str | int]],
+                     min_box_size: float, fps: float) -> list[dict[str, Any]]:
+    """The images of one split in ascending image id, each with its kept ``boxes`` ``(M, 4)`` float32 XYXY
+    pixels and ``labels`` ``(M,)`` int64, by the rules of :class:`CocoDataset`."""
+    data = _load_json(path)
+    category_labels = _category_labels(path, data["categories"], class_entries)
+    records = _image_records(path, images_dir, data["images"], fps)
+    kept: dict[int, list[tuple[list[float], int]]] = {image_id: [] for image_id in records}
+    crowd = unmapped = degenerate = 0
+    for position, annotation in enumerate(data["annotations"]):
+        if not isinstance(annotation, dict):
+            raise ValueError(f"{path}: annotations[{position}] must be an object, got {annotation!r}")
+        name = f"annotation id {annotation['id']!r}" if "id" in annotation else f"annotations[{position}]"
+        image_id, category_id, bbox = annotation.get("image_id"), annotation.get("category_id"), annotation.get("bbox")
+        if not _is_integer(image_id) or image_id not in records:
+            raise ValueError(f"{path}: {name}: image_id {image_id!r} is not in 'images'")
+        if not _is_integer(category_id) or category_id not in category_labels:
+            raise ValueError(f"{path}: {name} (image id {image_id}): category_id {category_id!r} is not in "
+                             f"'categories'")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) and math.isfinite(v) for v in bbox):
+            raise ValueError(f"{path}: {name} (image id {image_id}): 'bbox' must be 4 finite numbers "
+                             f"[x, y, width, height], got {bbox!r}")
+        x, y, w, h = (float(v) for v in bbox)
+        if w < 0 or h < 0:
+            raise ValueError(f"{path}: {name} (image id {image_id}): bbox {bbox} has a negative width or height")
+        if annotation.get("iscrowd"):
+            crowd += 1
+            continue
+        label = category_labels[category_id]
+        if label < 0:
+            unmapped += 1
+            continue
+        height, width = records[image_id]["size"]
+        x1, x2 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
+        y1, y2 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
+        if x2 - x1 < min_box_size or y2 - y1 < min_box_size or x2 <= x1 or y2 <= y1:
+            degenerate += 1
+            continue
+        kept[image_id].append(([x1, y1, x2, y2], label))
+    if degenerate:
+        logger.warning("%s: dropped %d degenerate box(es) narrower or shorter than min_box_size=%g pixels after "
+                       "clipping to the image", path, degenerate, min_box_size)
+    logger.info("%s: %d images; dropped %d crowd and %d unmapped-category annotation(s)", path, len(records),
+                crowd, unmapped)
+    parsed = []
+    for image_id in sorted(records):
+        boxes = kept[image_id]
+        parsed.append({**records[image_id],
+                       "boxes": np.array([b for b, _ in boxes], dtype=np.float32).reshape(-1, 4),
+                       "labels": np.array([label for _, label in boxes], dtype=np.int64)})
+    return parsed
+
+
+def collate_images(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collate 2D items (see the module docstring) into the batch the 2D detectors consume.
+
+    Returns a dict with ``index`` ``(B,)`` int64 (absolute dataset indices); ``images``, a list of B plain
+    float32 ``(3, H_i, W_i)`` tensors scaled to ``[0, 1]`` (uint8 images are divided by 255, floating images
+    are taken as already in ``[0, 1]``); ``boxes``, a list of plain float32 ``(M_i, 4)`` XYXY pixel tensors;
+    ``labels``, a list of int64 ``(M_i,)``; ``drive_id`` ``(B,)`` int64 and ``timestamp`` ``(B,)`` float64.
+    Images keep their own sizes: resizing and batching into one tensor is the detector's job.
+    """
+    return {
+        "index": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
+        "images": [F.to_dtype(torch.as_tensor(item["image"]).as_subclass(torch.Tensor), torch.float32, scale=True)
+                   for item in items],
+        "boxes": [torch.as_tensor(item["boxes"]).as_subclass(torch.Tensor).to(torch.float32).reshape(-1, 4)
+                  for item in items],
+        "labels": [torch.as_tensor(item["labels"]).as_subclass(torch.Tensor).to(torch.int64) for item in items],
+        "drive_id": torch.tensor([int(item["drive_id"]) for item in items], dtype=torch.long),
+        "timestamp": torch.tensor([float(item["timestamp"]) for item in items], dtype=torch.float64),
+    }
