@@ -30,6 +30,18 @@ TINY = [
 ]
 
 
+#: the same for the 2D default: the synthetic camera world and the small FCOS
+TINY_2D = [
+    "data=synthetic_camera",
+    "model=fcos_tiny",
+    "data.dataset.world.lidar_world.pool_frames=60",
+    "data.dataset.world.lidar_world.val_frames=15",
+    "data.dataset.world.lidar_world.test_frames=30",
+    "data.dataset.world.lidar_world.drive_frames=[10,20]",
+    *(override for override in TINY if not override.startswith("data.dataset.world")),
+]
+
+
 @pytest.fixture(autouse=True)
 def _offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """W&B never reaches a server in tests, and never writes outside the test's folder."""

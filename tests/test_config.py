@@ -40,9 +40,14 @@ def test_data_options_instantiate(compose_cfg: Compose, option: str) -> None:
     assert datamodule.class_names == ("vehicle", "pedestrian", "golf_cart")
 
 
+#: the data each detector family reads: 2D (torchvision) detectors take camera images
+DATA_OF_MODEL = {"alcv.models.torchvision_detection.TorchvisionDetectionModule": "synthetic_camera"}
+
+
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options_instantiate_and_detect(compose_cfg: Compose, option: str) -> None:
-    cfg = compose_cfg(f"model={option}")
+    target = compose_cfg(f"model={option}").model._target_
+    cfg = compose_cfg(f"model={option}", f"data={DATA_OF_MODEL.get(target, 'synthetic_lidar')}")
     model = hydra.utils.instantiate(cfg.model)
     assert isinstance(model, pl.LightningModule)
     datamodule = hydra.utils.instantiate(cfg.data)

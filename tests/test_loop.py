@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, TINY_2D
 from omegaconf import DictConfig
 from wandb_log import history_rows
 
@@ -179,3 +179,13 @@ def test_spreading_caps_the_picks_per_drive_for_random_too(compose_cfg: Compose)
     picked = list(read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE))[1]["indices"]
     drives = [world.drive_of(i)[0] for i in picked]
     assert len(picked) == 4 and len(set(drives)) == 4
+
+
+@pytest.mark.parametrize("strategy", ["least_confidence", "bald", "coreset", "committee"])
+def test_the_2d_default_runs_the_same_loop_and_strategies(compose_cfg: Compose, strategy: str) -> None:
+    cfg = compose_cfg(*TINY_2D, f"strategy={strategy}", "logger=none", "loop.query_size=7")
+    first, second = run(cfg)
+    assert first["dataset"] == "synthetic_camera" and first["n_selected"] == 7
+    assert set(first["ap_per_class"]) == {"vehicle", "pedestrian", "golf_cart"}
+    assert list(first["ap_per_threshold"])[:2] == ["0.5", "0.55"]  # COCO IoU thresholds
+    assert second["n_labeled_frames"] == 17
