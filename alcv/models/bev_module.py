@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from alcv.metrics import CenterDistanceMAP, DetectionAP
+from alcv.metrics import CenterDistanceMAP
 from alcv.models.components.bev import BEVDetector
-from alcv.models.detections import Detections, PredictionRequest
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+from alcv.models.detection_module import DetectionModule, OptimizerFactory, SchedulerFactory
+from alcv.models.detections import Detections
 
 
-class BEVDetectionModule(pl.LightningModule):
+class BEVDetectionModule(DetectionModule):
     """Trains a BEV detector on batches from :func:`alcv.data.lidar_dataset.collate_lidar`.
 
     Args:
@@ -44,20 +40,13 @@ class BEVDetectionModule(pl.LightningModule):
     def __init__(self, detector: BEVDetector, class_names: Sequence[str], optimizer: OptimizerFactory,
                  scheduler: SchedulerFactory | None = None,
                  thresholds: Sequence[float] = (0.5, 1.0, 2.0, 4.0)) -> None:
-        super().__init__()
+        super().__init__(class_names, optimizer, scheduler, CenterDistanceMAP(tuple(class_names), thresholds),
+                         CenterDistanceMAP(tuple(class_names), thresholds))
         if len(class_names) != detector.num_classes:
             raise ValueError(f"BEVDetectionModule: {len(class_names)} class names {list(class_names)} for a "
                              f"detector with {detector.num_classes} classes")
         self.save_hyperparameters(ignore=["detector"])
         self.detector = detector
-        self.class_names = tuple(class_names)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.val_map = CenterDistanceMAP(self.class_names, thresholds)
-        self.test_map = CenterDistanceMAP(self.class_names, thresholds)
-        self.test_result: DetectionAP | None = None
-        self.val_result: DetectionAP | None = None
-        self.prediction_request = PredictionRequest()
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self.detector(batch["points"], batch["point_batch"], len(batch["index"]))
@@ -78,25 +67,6 @@ class BEVDetectionModule(pl.LightningModule):
         targets = [{"boxes": b, "labels": lab} for b, lab in zip(batch["boxes"], batch["labels"], strict=True)]
         metric.update(predictions, targets, batch["index"])
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_map)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_map)
-
-    def _log_result(self, prefix: str, metric: CenterDistanceMAP) -> DetectionAP:
-        result = metric.compute()
-        metric.reset()
-        self.log_dict({f"{prefix}/{key}": value for key, value in result.as_dict().items()
-                       if math.isfinite(value)}, sync_dist=False)
-        return result
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_result = self._log_result("val", self.val_map)
-
-    def on_test_epoch_end(self) -> None:
-        self.test_result = self._log_result("test", self.test_map)
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         request = self.prediction_request
         features = self.detector.features(batch["points"], batch["point_batch"], len(batch["index"]))
@@ -114,11 +84,3 @@ class BEVDetectionModule(pl.LightningModule):
             for frame, embedding in zip(detections, features.float().mean(dim=(2, 3)), strict=True):
                 frame.embedding = embedding
         return [frame.cpu() for frame in detections]
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

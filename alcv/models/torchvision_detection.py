@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,13 +44,12 @@ from torchvision.ops import boxes as box_ops
 
 from alcv.metrics.center_distance import DetectionAP
 from alcv.metrics.coco_map import CocoMAP
-from alcv.models.detections import Detections, PredictionRequest
+from alcv.models.detection_module import DetectionModule, OptimizerFactory, SchedulerFactory
+from alcv.models.detections import Detections
 
 __all__ = ["TorchvisionDetectionModule", "detect", "detector_num_classes", "fasterrcnn", "fcos", "retinanet",
            "ssdlite"]
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 #: Faster R-CNN variants: torchvision builder, its detector weights enum, its backbone weights enum.
 _FASTERRCNN_VARIANTS: dict[str, tuple[Callable[..., nn.Module], type[Enum], type[Enum]]] = {
@@ -402,7 +400,7 @@ def detect(detector: nn.Module, images: Sequence[Tensor], passes: int = 1, dropo
 # --------------------------------------------------------------------------------------------- LightningModule
 
 
-class TorchvisionDetectionModule(pl.LightningModule):
+class TorchvisionDetectionModule(DetectionModule):
     """Trains a torchvision 2D detector on batches from alcv's image collate function, evaluates it with COCO mAP.
 
     Batches: ``{"index": (B,), "images": B float (3, H, W) in [0, 1], "boxes": B float (M_i, 4) xyxy pixels,
@@ -426,21 +424,13 @@ class TorchvisionDetectionModule(pl.LightningModule):
 
     def __init__(self, detector: nn.Module, class_names: Sequence[str], optimizer: OptimizerFactory,
                  scheduler: SchedulerFactory | None = None) -> None:
-        super().__init__()
+        super().__init__(class_names, optimizer, scheduler, CocoMAP(tuple(class_names)), CocoMAP(tuple(class_names)))
         num_classes, self.label_offset = detector_num_classes(detector)
         if len(class_names) != num_classes:
             raise ValueError(f"TorchvisionDetectionModule: {len(class_names)} class names {list(class_names)} for a "
                              f"detector with {num_classes} object classes")
         self.save_hyperparameters(ignore=["detector"])
         self.detector = detector
-        self.class_names = tuple(class_names)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.val_map = CocoMAP(self.class_names)
-        self.test_map = CocoMAP(self.class_names)
-        self.val_result: DetectionAP | None = None
-        self.test_result: DetectionAP | None = None
-        self.prediction_request = PredictionRequest()
 
     def forward(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
         """Deterministic detections of ``images`` (see :func:`detect`); call in eval mode."""
@@ -463,27 +453,11 @@ class TorchvisionDetectionModule(pl.LightningModule):
                                                                                  strict=True)]
         metric.update(predictions, targets)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_map)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_map)
-
-    def _log_result(self, prefix: str, metric: CocoMAP) -> DetectionAP:
-        result = metric.compute()
-        metric.reset()
-        values = result.as_dict()
+    def _logged_values(self, result: DetectionAP) -> dict[str, float]:
+        """mAP and AP per class, plus COCO's AP at IoU 0.5 and 0.75 (``map_50``, ``map_75``)."""
         per_threshold = dict(zip(result.thresholds, result.ap_per_threshold.tolist(), strict=True))
-        values.update({"map_50": per_threshold.get(0.5, math.nan), "map_75": per_threshold.get(0.75, math.nan)})
-        self.log_dict({f"{prefix}/{key}": value for key, value in values.items() if math.isfinite(value)},
-                      sync_dist=False)
-        return result
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_result = self._log_result("val", self.val_map)
-
-    def on_test_epoch_end(self) -> None:
-        self.test_result = self._log_result("test", self.test_map)
+        return {**result.as_dict(), "map_50": per_threshold.get(0.5, math.nan),
+                "map_75": per_threshold.get(0.75, math.nan)}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         request = self.prediction_request
@@ -496,11 +470,3 @@ class TorchvisionDetectionModule(pl.LightningModule):
             frames.append(Detections(int(index), result["boxes"], result["labels"], result["scores"],
                                      result["class_probs"], result.get("embedding"), samples, found).cpu())
         return frames
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,80 @@
+"""What every alcv detection LightningModule shares: metrics per split, kept results, optimisation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from alcv.metrics.center_distance import DetectionAP
+from alcv.models.detections import PredictionRequest
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class DetectionModule(pl.LightningModule):
+    """The shared part of a detection module; subclasses add the detector, ``training_step``,
+    ``predict_step`` and ``_evaluate(batch, metric)`` (which updates ``metric`` with one batch).
+
+    Args:
+        class_names: names of the class ids, in order.
+        optimizer: a partial that takes the trainable parameters, e.g. ``AdamW(lr=...)`` with
+            ``_partial_: true``.
+        scheduler: optional partial that takes the optimizer and ``total_steps`` (the number of optimizer
+            steps of this fit, from the Trainer); stepped every optimizer step.
+        val_metric, test_metric: metrics whose ``compute()`` returns a :class:`DetectionAP`.
+
+    ``validation_step``/``test_step`` accumulate the metrics; at each epoch's end the result is logged
+    under ``val/`` or ``test/`` and kept in :attr:`val_result` / :attr:`test_result`.
+    :attr:`prediction_request` is set by the loop before pool inference and read by ``predict_step``.
+    """
+
+    def __init__(self, class_names: Sequence[str], optimizer: OptimizerFactory, scheduler: SchedulerFactory | None,
+                 val_metric: Any, test_metric: Any) -> None:
+        super().__init__()
+        self.class_names = tuple(class_names)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.val_map = val_metric
+        self.test_map = test_metric
+        self.val_result: DetectionAP | None = None
+        self.test_result: DetectionAP | None = None
+        self.prediction_request = PredictionRequest()
+
+    def _evaluate(self, batch: dict[str, Any], metric: Any) -> None:
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_map)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_map)
+
+    def _logged_values(self, result: DetectionAP) -> dict[str, float]:
+        """What is logged of a result: mAP and AP per class (subclasses may add to it)."""
+        return result.as_dict()
+
+    def _log_result(self, prefix: str, metric: Any) -> DetectionAP:
+        result = metric.compute()
+        metric.reset()
+        self.log_dict({f"{prefix}/{key}": value for key, value in self._logged_values(result).items()
+                       if math.isfinite(value)}, sync_dist=False)
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_result = self._log_result("val", self.val_map)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_result = self._log_result("test", self.test_map)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
