@@ -18,13 +18,13 @@ and wide, and at least ``min_visible_fraction`` of its silhouette is not hidden 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from alcv.data.frames import CachedFrames
 from alcv.data.synthetic_lidar import CLASS_NAMES, GOLF_CART, PEDESTRIAN, SENSOR_HEIGHT, SyntheticLidarWorld
 
 #: colour palettes per class (RGB); an object's colour is drawn once per drive from its palette
@@ -269,56 +269,14 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
     return np.asarray(lower[:-1] + upper[:-1])
 
 
-class SyntheticCameraDataset:
+class SyntheticCameraDataset(CachedFrames[CameraFrame]):
     """Items of a :class:`SyntheticCameraWorld` by absolute index, in the 2D item contract.
 
     Each item: ``index``; ``image``, a ``tv_tensors.Image`` uint8 ``(3, H, W)``; ``boxes``, a
     ``tv_tensors.BoundingBoxes`` float32 ``(M, 4)`` XYXY pixels; ``labels`` int64 ``(M,)`` into
-    ``class_names``; ``drive_id``; ``timestamp``. ``class_names`` selects and orders the classes (boxes of
-    other classes are dropped); ``cache_size`` rendered frames are kept in an LRU cache.
+    ``class_names``; ``drive_id``; ``timestamp``. Class selection and caching of rendered frames: see
+    :class:`~alcv.data.frames.CachedFrames`.
     """
-
-    def __init__(self, world: SyntheticCameraWorld, class_names: Sequence[str] | None = None,
-                 cache_size: int = 2048) -> None:
-        self.world = world
-        self.class_names: tuple[str, ...] = tuple(class_names) if class_names is not None else world.class_names
-        unknown = [name for name in self.class_names if name not in world.class_names]
-        if unknown or len(set(self.class_names)) != len(self.class_names) or not self.class_names:
-            raise ValueError(f"data.dataset.class_names: {list(self.class_names)} must be distinct names from "
-                             f"{list(world.class_names)} (unknown: {unknown})")
-        self._label_map = np.array([self.class_names.index(name) if name in self.class_names else -1
-                                    for name in world.class_names])
-        self.cache_size = int(cache_size)
-        self._cache: OrderedDict[int, CameraFrame] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self.world)
-
-    def split_indices(self, split: str) -> np.ndarray:
-        return self.world.split_indices(split)
-
-    def frame(self, index: int) -> CameraFrame:
-        """Frame ``index`` with labels relabeled to ``class_names`` (cached)."""
-        cached = self._cache.get(index)
-        if cached is None:
-            frame = self.world.frame(index)
-            labels = self._label_map[frame.labels]
-            kept = labels >= 0
-            cached = CameraFrame(frame.index, frame.image, frame.boxes[kept], labels[kept].astype(np.int64),
-                                 frame.drive_id, frame.timestamp)
-            if self.cache_size > 0:
-                self._cache[index] = cached
-                if len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(index)
-        return cached
-
-    def num_boxes(self, index: int) -> int:
-        return len(self.frame(index).labels)
-
-    def box_labels(self, index: int) -> np.ndarray:
-        return self.frame(index).labels
 
     def __getitem__(self, index: int) -> dict[str, object]:
         import torch
