@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
-from alcv.study.results import REQUIRED_FIELDS, RESULTS_FILE
+from alcv.study.results import REQUIRED_FIELDS, RESULTS_FILE, read_jsonl
 
 #: fractions of the full-data mAP for which the labels-needed table counts labels
 DEFAULT_LEVELS = (0.9, 0.95, 1.0)
@@ -89,27 +89,6 @@ def find_results_files(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(set(found))
 
 
-def _read_records(path: Path, notes: list[str]) -> list[dict]:
-    """The valid records of one results file; every skipped line becomes a note naming the file and line."""
-    records = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                notes.append(f"{path}:{number}: skipped, not valid JSON ({error.msg})")
-                continue
-            missing = [name for name in REQUIRED_FIELDS if name not in record] if isinstance(record, dict) else []
-            if not isinstance(record, dict) or missing:
-                what = f"lacks fields {missing}" if missing else "is not a JSON object"
-                notes.append(f"{path}:{number}: skipped, the record {what}")
-                continue
-            records.append(record)
-    return records
-
-
 def _strategy_labels(records: list[dict]) -> list[str]:
     """A label per record: the strategy's name, plus the settings in which runs of that name differ (e.g.
     ``least_confidence (aggregation=mean)``), so that variants of one strategy get curves of their own."""
@@ -147,7 +126,7 @@ def load_study(paths: Sequence[str | Path]) -> Study:
     notes: list[str] = []
     read: list[tuple[Path, dict]] = []
     for path in files:
-        records = _read_records(path, notes)
+        records = list(read_jsonl(path, required=REQUIRED_FIELDS, skipped=notes))
         if not records:
             notes.append(f"{path}: no complete records (the run stopped before its first loop finished)")
         read += [(path, record) for record in records]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,14 @@ def append_jsonl(path: str | os.PathLike[str], record: Mapping[str, Any]) -> Non
         os.fsync(handle.fileno())
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The records of a JSON-lines file; a line that is not a JSON object raises a ValueError that names
-    the file and the line number."""
+def read_jsonl(path: str | os.PathLike[str], required: Sequence[str] = (),
+               skipped: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file (blank lines ignored).
+
+    A line that is not JSON, not a JSON object, or an object lacking one of the ``required`` fields raises a
+    ValueError naming the file, the line number and the problem, or, when a ``skipped`` list is given, is
+    skipped with that message appended to the list (so a reader can go on with the rest).
+    """
     with open(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -54,18 +59,21 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from error
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            yield record
+                problem = f"not valid JSON ({error.msg})"
+            else:
+                missing = [name for name in required if name not in record] if isinstance(record, dict) else []
+                if not isinstance(record, dict):
+                    problem = f"expected a JSON object, got {type(record).__name__}"
+                elif missing:
+                    problem = f"the record lacks fields {missing}"
+                else:
+                    yield record
+                    continue
+            if skipped is None:
+                raise ValueError(f"{path}:{number}: {problem}")
+            skipped.append(f"{path}:{number}: skipped, {problem}")
 
 
 def read_results(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The per-loop records of the run in ``run_dir``, checked for :data:`REQUIRED_FIELDS`."""
-    path = Path(run_dir) / RESULTS_FILE
-    records = list(read_jsonl(path))
-    for number, record in enumerate(records, start=1):
-        missing = [field for field in REQUIRED_FIELDS if field not in record]
-        if missing:
-            raise ValueError(f"{path}: record {number} lacks fields {missing}")
-    return records
+    """The per-loop records of the run in ``run_dir``, each checked for :data:`REQUIRED_FIELDS`."""
+    return list(read_jsonl(Path(run_dir) / RESULTS_FILE, required=REQUIRED_FIELDS))
