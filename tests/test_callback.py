@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from fake_detections import make_frame
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from alcv.callbacks.active_learning import ActiveLearningCallback, Selection, acquire
@@ -40,9 +41,8 @@ def dense_scores(pool: LabelPool, special: dict[int, float]) -> np.ndarray:
 
 
 def frame(index: int, probs: Sequence[Sequence[float]]) -> Detections:
-    class_probs = torch.tensor(probs, dtype=torch.float32) if probs else torch.zeros(0, 2)
-    return Detections(index, torch.zeros(len(class_probs), 7), class_probs.argmax(dim=1),
-                      class_probs.max(dim=1).values, class_probs)
+    """Detections of one frame of the two-class pool from per-box class probabilities."""
+    return make_frame(index, probs, num_classes=2)
 
 
 # ------------------------------------------------------------------------------------ acquire

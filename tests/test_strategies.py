@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-import torch
+from fake_detections import make_frame as frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,15 +24,6 @@ from alcv.strategies import (
     least_confidence,
     top_k,
 )
-
-
-def frame(index: int, probs: Sequence[Sequence[float]], scores: Sequence[float] | None = None,
-          num_classes: int = 3) -> Detections:
-    """Detections of one frame from per-box class probabilities; the score of a box defaults to its max."""
-    class_probs = torch.tensor(probs, dtype=torch.float32) if probs else torch.zeros(0, num_classes)
-    box_scores = class_probs.max(dim=1).values if scores is None else torch.tensor(scores)
-    labels = class_probs.argmax(dim=1)
-    return Detections(index, torch.zeros(len(class_probs), 7), labels, box_scores, class_probs)
 
 
 def empty(index: int) -> Detections:
