@@ -17,8 +17,10 @@ import torchvision.models._api as tv_api
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchmetrics.detection import MeanAveragePrecision
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from alcv.metrics.coco_map import CocoMAP
+from alcv.models.components.tiny_fpn import TinyFPNBackbone
 from alcv.models.detections import Detections, PredictionRequest
 from alcv.models.torchvision_detection import (
     TorchvisionDetectionModule,
@@ -338,3 +340,20 @@ def test_pretrained_weights_are_loaded_and_classifier_replaced(family: str, monk
         results = detect(model, make_batch()["images"])
     assert all(r["class_probs"].shape[1] == C for r in results)
     assert all(math.isfinite(float(r["scores"].sum())) for r in results)
+
+
+def test_fcos_on_a_custom_backbone_starts_its_box_regression_alive() -> None:
+    backbone = TinyFPNBackbone(stage_channels=[8, 16, 24, 32], levels=3, out_channels=32)  # GroupNorm: 32
+    anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
+    model = fcos(C, backbone=backbone, anchor_generator=anchors, min_size=HEIGHT, max_size=WIDTH)
+    assert model.backbone is backbone and detector_num_classes(model) == (C, 0)
+    bias = model.head.regression_head.bbox_reg.bias
+    assert torch.equal(bias, torch.ones_like(bias))  # torchvision starts at 0, where the ReLU can die
+    model.train()
+    batch = make_batch()
+    targets = [{"boxes": boxes, "labels": labels} for boxes, labels in zip(batch["boxes"], batch["labels"],
+                                                                            strict=True)]
+    losses = model(batch["images"], targets)
+    assert losses["bbox_regression"] < 1.0  # boxes with area overlap their targets from the first step
+    with pytest.raises(ValueError, match=r"with a custom backbone set weights=None and weights_backbone=None"):
+        fcos(C, backbone=backbone, anchor_generator=anchors, weights_backbone="DEFAULT")

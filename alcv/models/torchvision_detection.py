@@ -29,7 +29,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -173,14 +173,35 @@ def retinanet(num_classes: int, weights: str | None = None, weights_backbone: st
 
 
 def fcos(num_classes: int, weights: str | None = None, weights_backbone: str | None = None,
-         min_size: int | None = None, max_size: int | None = None, **kwargs: Any) -> tvd.FCOS:
-    """Torchvision ``fcos_resnet50_fpn`` for ``num_classes`` object classes (sigmoid head, no background).
+         min_size: int | None = None, max_size: int | None = None, backbone: nn.Module | None = None,
+         regression_bias: float = 1.0, **kwargs: Any) -> tvd.FCOS:
+    """Torchvision FCOS for ``num_classes`` object classes (sigmoid head, no background): ``fcos_resnet50_fpn``, or
+    FCOS on ``backbone`` when one is given.
 
-    Args and Raises: as :func:`fasterrcnn` (without ``variant``); ``**kwargs`` go to
-    ``torchvision.models.detection.FCOS``.
+    Args and Raises: as :func:`fasterrcnn` (without ``variant``), plus:
+        backbone: a feature-pyramid backbone with ``out_channels`` (e.g.
+            :class:`~alcv.models.components.tiny_fpn.TinyFPNBackbone`), always randomly initialised: ``weights``
+            and ``weights_backbone`` must then be None. Needs an ``anchor_generator`` in ``kwargs`` with one
+            size per pyramid level.
+        regression_bias: initial bias of the box-regression output of a randomly initialised head (torchvision:
+            0). That output goes through a ReLU, and with a zero start the ReLU can die within the first steps
+            (the GIoU loss then stays at 1.0 and nothing is ever localised; seen on the synthetic camera data
+            for some labeled sets). A bias of 1 starts every location at a box of twice its level's anchor size.
+        **kwargs: forwarded to ``torchvision.models.detection.FCOS``.
     """
-    return _build(tvd.fcos_resnet50_fpn, tvd.FCOS_ResNet50_FPN_Weights, ResNet50_Weights, num_classes, False,
-                  weights, weights_backbone, **_sizes(min_size, max_size), **kwargs)
+    if backbone is None:
+        model = _build(tvd.fcos_resnet50_fpn, tvd.FCOS_ResNet50_FPN_Weights, ResNet50_Weights, num_classes, False,
+                       weights, weights_backbone, **_sizes(min_size, max_size), **kwargs)
+    elif weights is not None or weights_backbone is not None:
+        raise ValueError("fcos: pretrained weights are for the ResNet-50 backbone; with a custom backbone set "
+                         "weights=None and weights_backbone=None")
+    elif num_classes < 1:
+        raise ValueError(f"fcos: num_classes must be >= 1, got {num_classes}")
+    else:
+        model = tvd.FCOS(backbone, num_classes, **_sizes(min_size, max_size), **kwargs)
+    if weights is None:
+        nn.init.constant_(model.head.regression_head.bbox_reg.bias, regression_bias)
+    return model
 
 
 def ssdlite(num_classes: int, weights: str | None = None, weights_backbone: str | None = None,
@@ -421,6 +442,8 @@ class TorchvisionDetectionModule(DetectionModule):
     classification head that many times with dropout ``dropout`` and fills ``prob_samples`` ``(T, M, C)`` and
     ``found`` (all true). Dropout is active in those passes only; training and evaluation never use it.
     """
+
+    modality: ClassVar[str] = "camera"
 
     def __init__(self, detector: nn.Module, class_names: Sequence[str], optimizer: OptimizerFactory,
                  scheduler: SchedulerFactory | None = None) -> None:
