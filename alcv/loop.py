@@ -85,6 +85,23 @@ def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
                          f"{(pool_size - initial) // max(loops - 1, 1)} frames per query fit")
 
 
+#: a model config of each modality, named in the error of :func:`check_modality`
+_EXAMPLE_MODELS = {"lidar": "model=bev_tiny", "camera": "model=fcos_tiny or model=fasterrcnn"}
+
+
+def check_modality(datamodule: ActiveDataModule, model: pl.LightningModule) -> None:
+    """Refuse a model that reads another kind of frame than the data holds (e.g. a BEV model on camera images),
+    before anything trains; models or datasets that do not state a ``modality`` are not checked."""
+    data_modality = getattr(datamodule.dataset, "modality", None)
+    model_modality = getattr(model, "modality", None)
+    if data_modality is None or model_modality is None or data_modality == model_modality:
+        return
+    raise ValueError(
+        f"model {type(model).__name__} reads {model_modality} frames but data '{datamodule.name}' holds "
+        f"{data_modality} frames: choose a {data_modality} model for this data (e.g. "
+        f"{_EXAMPLE_MODELS.get(data_modality, '?')}) or {model_modality} data for this model")
+
+
 class RunFiles:
     """The files of one run in ``output_dir``; only the global rank-0 process writes them.
 
@@ -194,6 +211,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     check_loop_config(cfg.loop, len(pool))
     pl.seed_everything(derive_seed(seed, TRAINING, 0), workers=True)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
+    check_modality(datamodule, model)
     class_names = datamodule.class_names
     logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir)) if cfg.logger else None
     if logger is not None:

@@ -189,3 +189,18 @@ def test_the_2d_default_runs_the_same_loop_and_strategies(compose_cfg: Compose, 
     assert set(first["ap_per_class"]) == {"vehicle", "pedestrian", "golf_cart"}
     assert list(first["ap_per_threshold"])[:2] == ["0.5", "0.55"]  # COCO IoU thresholds
     assert second["n_labeled_frames"] == 17
+
+
+@pytest.mark.parametrize(("data", "model", "message"), [
+    ([o for o in TINY_2D if o != "model=fcos_tiny"], "model=bev_tiny",
+     r"model BEVDetectionModule reads lidar frames but data 'synthetic_camera' holds camera frames: choose a "
+     r"camera model for this data \(e\.g\. model=fcos_tiny or model=fasterrcnn\)"),
+    (TINY, "model=fcos_tiny", r"model TorchvisionDetectionModule reads camera frames but data 'synthetic_lidar' "
+                              r"holds lidar frames: choose a lidar model for this data \(e\.g\. model=bev_tiny\)"),
+])
+def test_a_model_for_the_other_modality_is_refused_before_training(compose_cfg: Compose, data: list[str], model: str,
+                                                                   message: str) -> None:
+    cfg = compose_cfg(*data, model, "logger=none")
+    with pytest.raises(ValueError, match=message):
+        run(cfg)
+    assert not (Path(cfg.output_dir) / RESULTS_FILE).exists()

@@ -15,9 +15,14 @@ from alcv.pool import LabelPool
 
 
 class SplitDataset(Protocol):
-    """What :class:`ActiveDataModule` needs of a dataset: items by absolute index, splits by drive."""
+    """What :class:`ActiveDataModule` needs of a dataset: items by absolute index, splits by drive.
+
+    ``modality`` names what an item holds: ``"lidar"`` (points, 3D boxes) or ``"camera"`` (an image, 2D boxes);
+    a model reads one of them (:attr:`alcv.models.detection_module.DetectionModule.modality`).
+    """
 
     class_names: tuple[str, ...]
+    modality: str
 
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> dict[str, Any]: ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,6 +29,8 @@ Transform = Callable[[Item], Item]
 class SyntheticLidarDataset(CachedFrames[LidarFrame], Dataset):
     """Items of a :class:`~alcv.data.synthetic_lidar.SyntheticLidarWorld`, indexed by absolute frame index
     (class selection and caching: see :class:`~alcv.data.frames.CachedFrames`)."""
+
+    modality: ClassVar[str] = "lidar"
 
     def __getitem__(self, index: int) -> Item:
         frame = self.frame(int(index))

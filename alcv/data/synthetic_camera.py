@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -277,6 +278,8 @@ class SyntheticCameraDataset(CachedFrames[CameraFrame]):
     ``class_names``; ``drive_id``; ``timestamp``. Class selection and caching of rendered frames: see
     :class:`~alcv.data.frames.CachedFrames`.
     """
+
+    modality: ClassVar[str] = "camera"
 
     def __getitem__(self, index: int) -> dict[str, object]:
         import torch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,8 @@ class BEVDetectionModule(DetectionModule):
     pass is read at the same cells: boxes are matched across passes by construction. Dropout is active
     in those passes only; training and evaluation never use it.
     """
+
+    modality: ClassVar[str] = "lidar"
 
     def __init__(self, detector: BEVDetector, class_names: Sequence[str], optimizer: OptimizerFactory,
                  scheduler: SchedulerFactory | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -31,7 +31,10 @@ class DetectionModule(pl.LightningModule):
     ``validation_step``/``test_step`` accumulate the metrics; at each epoch's end the result is logged
     under ``val/`` or ``test/`` and kept in :attr:`val_result` / :attr:`test_result`.
     :attr:`prediction_request` is set by the loop before pool inference and read by ``predict_step``.
+    :attr:`modality` is the kind of frame a subclass reads, as the datasets name it (``"lidar"``, ``"camera"``).
     """
+
+    modality: ClassVar[str]
 
     def __init__(self, class_names: Sequence[str], optimizer: OptimizerFactory, scheduler: SchedulerFactory | None,
                  val_metric: Any, test_metric: Any) -> None:
