@@ -380,11 +380,86 @@ def test_json_that_is_not_an_object_is_not_coco(splits: dict[str, dict[str, str]
         CocoDataset(splits, CLASS_MAP)
 
 
-@pytest.mark.parametrize("split", ["pool", "test"])
-def test_missing_required_split_is_an_error(splits: dict[str, dict[str, str]], split: str) -> None:
+@pytest.mark.parametrize(("split", "message"), [("pool", r"'splits' lacks the 'pool' split"),
+                                                ("test", r"no 'test' split: give splits\.test = \{images, "
+                                                         r"annotations\} or a held_out\.test fraction")])
+def test_missing_pool_or_test_split_is_an_error(splits: dict[str, dict[str, str]], split: str, message: str
+                                                ) -> None:
     del splits[split]
-    with pytest.raises(ValueError, match=rf"lacks the required split\(s\) \['{split}'\]"):
+    with pytest.raises(ValueError, match=message):
         CocoDataset(splits, CLASS_MAP)
+
+
+def test_class_names_set_the_label_order_and_default_to_same_named_categories(
+        splits: dict[str, dict[str, str]]) -> None:
+    by_name = CocoDataset(splits, class_names=["dog", "person"])
+    assert by_name.class_names == ("dog", "person")
+    assert by_name.box_labels(0).tolist() == [1]  # image 2: its person is label 1, its car is not a class
+    mixed = CocoDataset(splits, {"vehicle": ["car", "truck", "bus"]}, class_names=["person", "vehicle"])
+    assert mixed.class_names == ("person", "vehicle")
+    assert mixed.box_labels(0).tolist() == [1, 0]
+    with pytest.raises(ValueError, match=r"class_map names class\(es\) \['cat'\] that are not in class_names"):
+        CocoDataset(splits, {"cat": ["dog"]}, class_names=["person"])
+    with pytest.raises(ValueError, match=r"class_map names category name 'vehicle', which is not in the file"):
+        CocoDataset(splits, class_names=["vehicle"])
+    for bad in ("person", [], ["person", "person"], ["person", 3]):
+        with pytest.raises(ValueError, match=r"'class_names' must be a non-empty list of distinct strings"):
+            CocoDataset(splits, class_names=bad)
+    with pytest.raises(ValueError, match=r"give 'class_names', 'class_map' or both"):
+        CocoDataset(splits)
+
+
+def drive_data(drives: int, frames: int) -> dict[str, Any]:
+    """One annotation file of ``drives`` videos of ``frames`` images each, one person per image."""
+    images = [image(d * frames + f + 1, video_id=d, frame_index=f) for d in range(drives) for f in range(frames)]
+    annotations = [ann(record["id"], record["id"], 1, [1, 1, 5, 5]) for record in images]
+    return {"images": images, "annotations": annotations, "categories": CATEGORIES}
+
+
+def test_held_out_moves_whole_drives_by_seed_into_test_and_val(tmp_path: Path) -> None:
+    pool = {"pool": write_split(tmp_path / "all", drive_data(drives=10, frames=3))}
+    dataset = CocoDataset(pool, CLASS_MAP, held_out={"test": 0.2, "val": 0.1}, split_seed=4)
+    videos = {split: {(dataset.image_id(i) - 1) // 3 for i in dataset.split_indices(split)}  # ids: 3 video + f + 1
+              for split in ("pool", "val", "test")}
+    assert [len(videos[split]) for split in ("pool", "val", "test")] == [7, 1, 2]
+    assert set().union(*videos.values()) == set(range(10))
+    assert [dataset.split_indices(split).size for split in ("pool", "val", "test")] == [21, 3, 6]
+    # every split keeps ascending image ids, and its drives stay whole
+    for split in ("pool", "val", "test"):
+        ids = [dataset.image_id(i) for i in dataset.split_indices(split)]
+        assert ids == sorted(ids)
+        drive_ids = [dataset[i]["drive_id"] for i in dataset.split_indices(split)]
+        assert len(set(drive_ids)) == len(videos[split])
+    again = CocoDataset(pool, CLASS_MAP, held_out={"test": 0.2, "val": 0.1}, split_seed=4)
+    assert again.split_indices("test").tolist() == dataset.split_indices("test").tolist()
+    assert [again.image_id(i) for i in range(30)] == [dataset.image_id(i) for i in range(30)]
+    tests_by_seed = set()
+    for seed in range(6):
+        reshuffled = CocoDataset(pool, CLASS_MAP, held_out={"test": 0.2}, split_seed=seed)
+        tests_by_seed.add(tuple(reshuffled.image_id(i) for i in reshuffled.split_indices("test")))
+    assert len(tests_by_seed) > 1
+
+
+def test_held_out_and_split_files_combine_and_conflicts_are_errors(splits: dict[str, dict[str, str]],
+                                                                    tmp_path: Path) -> None:
+    pool_and_test = {"pool": splits["pool"], "test": splits["test"]}
+    dataset = CocoDataset(pool_and_test, CLASS_MAP, held_out={"val": 0.3})  # pool has drives: video 1, 7
+    assert [dataset.split_indices(split).size for split in ("pool", "val", "test")] in ([2, 1, 2], [1, 2, 2])
+    with pytest.raises(ValueError, match=r"split\(s\) \['test'\] have both a file in 'splits' and a 'held_out'"):
+        CocoDataset(splits, CLASS_MAP, held_out={"test": 0.2})
+    alone = {"pool": splits["pool"]}
+    with pytest.raises(ValueError, match=r"pool/instances\.json: held_out \{'test': 0\.5, 'val': 0\.4\} of its 2 "
+                                         r"drive\(s\) leaves none for the pool"):
+        CocoDataset(alone, CLASS_MAP, held_out={"test": 0.5, "val": 0.4})
+    for bad, message in [({"train": 0.1}, r"unknown split\(s\) \['train'\]"),
+                         ({"test": 1.0}, r"held_out\.test must be a fraction in \[0, 1\)"),
+                         ({"test": -0.1}, r"held_out\.test must be a fraction"),
+                         ({"test": 0.6, "val": 0.5}, r"sum to 1 or more"),
+                         ([0.2], r"'held_out' must map 'val' / 'test' to fractions")]:
+        with pytest.raises(ValueError, match=message):
+            CocoDataset(alone, CLASS_MAP, held_out=bad)
+    with pytest.raises(ValueError, match=r"no 'test' split"):
+        CocoDataset(alone, CLASS_MAP, held_out={"test": 0.0, "val": 0.3})
 
 
 def test_bad_split_entries_are_errors(splits: dict[str, dict[str, str]], tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -92,6 +92,12 @@ class CocoDataset:
     - images without (kept) annotations stay in the dataset with zero boxes: confirming that a frame holds
       nothing to detect is information that active learning pays for too.
 
+    Splits: 'pool' needs an annotation file; 'val' and 'test' either have their own file in ``splits`` or are
+    carved out of the pool file by ``held_out``, whole drives at a time (so no drive is in two splits): the
+    drives, in the order of their first image, are shuffled by ``split_seed`` and the first
+    ``round(fraction x drives)`` (at least one for a fraction > 0) go to 'test', the next ones to 'val'. An
+    image without a video is a drive of its own, so without videos the fractions are fractions of images.
+
     Drives and time: an image record's ``video_id`` (else ``sequence_id``) names its drive; an image with
     neither is a drive of its own. Drive ids are consecutive ints from 0, in the order of the first absolute
     index of each drive, counted per split, so drives never collide across splits (a ``video_id`` 3 in the
@@ -103,24 +109,36 @@ class CocoDataset:
     or image id, and the problem: a file that is not JSON (with its line) or not COCO instances, an image
     record without ``id`` / ``file_name`` / ``width`` / ``height``, duplicate image or category ids, a missing
     image file, an annotation whose ``image_id`` or ``category_id`` is unknown, a ``bbox`` that is not 4
-    finite numbers or has a negative width or height, a missing 'pool' or 'test' split, and a bad
-    ``class_map``. An image whose decoded size differs from its record's ``width`` / ``height`` raises
+    finite numbers or has a negative width or height, a 'test' split with neither a file nor a ``held_out``
+    fraction (or with both), fractions that leave the pool without a drive, and a bad ``class_map`` or
+    ``class_names``. An image whose decoded size differs from its record's ``width`` / ``height`` raises
     ``ValueError`` when it is read.
 
     Args:
-        splits: ``{"pool": {"images": <folder>, "annotations": <instances json>}, "test": {...}}`` and
-            optionally ``"val"``; an image's file is ``<folder>/<file_name>``.
+        splits: ``{"pool": {"images": <folder>, "annotations": <instances json>}}``, plus ``"test"`` and
+            ``"val"`` entries of the same form for splits with files of their own (a None entry: no file);
+            an image's file is ``<folder>/<file_name>``.
         class_map: each alcv class name -> the COCO category names (``str``) or ids (``int``) that become
-            it, e.g. ``{"vehicle": ["car", "truck", "bus"], "pedestrian": ["person"]}``. Its keys, in order,
-            are ``class_names``: label ``i`` is ``class_names[i]``. A category may map to one class only.
+            it, e.g. ``{"vehicle": ["car", "truck", "bus"], "pedestrian": ["person"]}``. A category may map to
+            one class only. A class of ``class_names`` that the map does not name is the category of the same
+            name.
+        class_names: the alcv classes in label order (label ``i`` is ``class_names[i]``); None: the keys of
+            ``class_map`` in order. At least one of the two must be given.
+        held_out: ``{"test": fraction, "val": fraction}`` of the pool file's drives that become those splits
+            (see above); fractions are in [0, 1) and sum to less than 1.
+        split_seed: the seed of the held-out drives' shuffle.
         min_box_size: smallest kept box width and height after clipping, pixels (>= 0).
         cache_size: decoded images kept in a per-process LRU cache (0: none). With DataLoader workers each
             worker keeps its own cache; a cached image takes ``3 H W`` bytes.
         fps: frames per second, to turn ``frame_index`` / ``frame_id`` into seconds.
     """
 
-    def __init__(self, splits: Mapping[str, Mapping[str, str]], class_map: Mapping[str, Sequence[str | int]],
-                 min_box_size: float = 1.0, cache_size: int = 0, fps: float = 10.0) -> None:
+    modality: ClassVar[str] = "camera"
+
+    def __init__(self, splits: Mapping[str, Mapping[str, str]],
+                 class_map: Mapping[str, Sequence[str | int]] | None = None, class_names: Sequence[str] | None = None,
+                 held_out: Mapping[str, float] | None = None, split_seed: int = 0, min_box_size: float = 1.0,
+                 cache_size: int = 0, fps: float = 10.0) -> None:
         if not _is_number(min_box_size) or not min_box_size >= 0:
             raise ValueError(f"CocoDataset: 'min_box_size' must be a number >= 0, got {min_box_size!r}")
         if not _is_number(fps) or not fps > 0 or not math.isfinite(fps):
@@ -130,9 +148,16 @@ class CocoDataset:
         self.min_box_size = float(min_box_size)
         self.fps = float(fps)
         self.cache_size = int(cache_size)
-        class_entries = self._check_class_map(class_map)
+        if not _is_integer(split_seed):
+            raise ValueError(f"CocoDataset: 'split_seed' must be an int, got {split_seed!r}")
+        class_entries = self._check_class_map(_class_map_for(class_map, class_names))
         self.class_names: tuple[str, ...] = tuple(class_entries)
-        split_paths = self._check_splits(splits)
+        fractions = _check_held_out(held_out)
+        split_paths = self._check_splits(splits, fractions)
+        parsed_splits = {split: _parse_instances(annotations, images_dir, class_entries, self.min_box_size, self.fps)
+                         for split, (images_dir, annotations) in split_paths.items()}
+        if fractions:
+            parsed_splits.update(_hold_out(parsed_splits["pool"], fractions, split_seed, split_paths["pool"][1]))
 
         files: list[str] = []
         sizes: list[tuple[int, int]] = []
@@ -144,19 +169,17 @@ class CocoDataset:
         self._split_bounds: dict[str, tuple[int, int]] = {}
         for split in SPLITS:
             start = len(files)
-            if split in split_paths:
-                images_dir, annotations = split_paths[split]
-                parsed = _parse_instances(annotations, images_dir, class_entries, self.min_box_size, self.fps)
-                for record in parsed:
-                    files.append(record["file"])
-                    sizes.append(record["size"])
-                    image_ids.append(record["id"])
-                    drive_keys.append((split, *record["drive"]))
-                    timestamps.append(record["timestamp"])
-                    boxes.append(record["boxes"])
-                    labels.append(record["labels"])
-                if not parsed and split in _REQUIRED_SPLITS:
-                    raise ValueError(f"{annotations}: the '{split}' split has no images")
+            for record in parsed_splits.get(split, []):
+                files.append(record["file"])
+                sizes.append(record["size"])
+                image_ids.append(record["id"])
+                drive_keys.append((split, *record["drive"]))
+                timestamps.append(record["timestamp"])
+                boxes.append(record["boxes"])
+                labels.append(record["labels"])
+            if start == len(files) and split in _REQUIRED_SPLITS:
+                source = split_paths[split if split in split_paths else "pool"][1]
+                raise ValueError(f"{source}: the '{split}' split has no images")
             self._split_bounds[split] = (start, len(files))
 
         drive_numbers: dict[tuple[str, str, Any], int] = {}
@@ -199,17 +222,24 @@ class CocoDataset:
         return entries
 
     @staticmethod
-    def _check_splits(splits: Mapping[str, Mapping[str, str]]) -> dict[str, tuple[Path, Path]]:
+    def _check_splits(splits: Mapping[str, Mapping[str, str]], fractions: Mapping[str, float]
+                      ) -> dict[str, tuple[Path, Path]]:
         if not isinstance(splits, Mapping):
             raise ValueError(f"CocoDataset: 'splits' must map split names to {{images, annotations}}, got "
                              f"{splits!r}")
+        splits = {name: entry for name, entry in splits.items() if entry is not None}
         unknown = [str(name) for name in splits if name not in SPLITS]
         if unknown:
             raise ValueError(f"CocoDataset: unknown split(s) {unknown} in 'splits'; expected {list(SPLITS)}")
-        missing = [name for name in _REQUIRED_SPLITS if name not in splits]
-        if missing:
-            raise ValueError(f"CocoDataset: 'splits' lacks the required split(s) {missing} (got {list(splits)}); "
-                             f"'pool' and 'test' are required, 'val' is optional")
+        if "pool" not in splits:
+            raise ValueError(f"CocoDataset: 'splits' lacks the 'pool' split (got {list(splits)})")
+        if "test" not in splits and "test" not in fractions:
+            raise ValueError(f"CocoDataset: no 'test' split: give splits.test = {{images, annotations}} or a "
+                             f"held_out.test fraction of the pool's drives (got splits {list(splits)})")
+        both = [name for name in fractions if name in splits]
+        if both:
+            raise ValueError(f"CocoDataset: split(s) {both} have both a file in 'splits' and a 'held_out' fraction; "
+                             f"give one or the other")
         paths: dict[str, tuple[Path, Path]] = {}
         for name, entry in splits.items():
             if not isinstance(entry, Mapping) or not {"images", "annotations"} <= set(entry):
@@ -289,6 +319,68 @@ class CocoDataset:
             "drive_id": int(self._drive_ids[index]),
             "timestamp": float(self._timestamps[index]),
         }
+
+
+def _class_map_for(class_map: Mapping[str, Any] | None, class_names: Sequence[str] | None
+                   ) -> Mapping[str, Any]:
+    """The class map of every class in ``class_names`` order (a class the map does not name: its own name)."""
+    if class_names is None:
+        if class_map is None:
+            raise ValueError("CocoDataset: give 'class_names', 'class_map' or both")
+        return class_map
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence) or not class_names \
+            or not all(isinstance(name, str) for name in class_names) or len(set(class_names)) != len(class_names):
+        raise ValueError(f"CocoDataset: 'class_names' must be a non-empty list of distinct strings, got "
+                         f"{class_names!r}")
+    class_map = {} if class_map is None else class_map
+    if not isinstance(class_map, Mapping):
+        raise ValueError(f"CocoDataset: 'class_map' must be a mapping of class name -> COCO category names or "
+                         f"ids, got {class_map!r}")
+    unknown = [str(name) for name in class_map if name not in class_names]
+    if unknown:
+        raise ValueError(f"CocoDataset: class_map names class(es) {unknown} that are not in class_names "
+                         f"{list(class_names)}")
+    return {name: class_map.get(name, [name]) for name in class_names}
+
+
+def _check_held_out(held_out: Mapping[str, float] | None) -> dict[str, float]:
+    """The positive held-out fractions by split, checked (see :class:`CocoDataset`)."""
+    if held_out is None:
+        return {}
+    if not isinstance(held_out, Mapping):
+        raise ValueError(f"CocoDataset: 'held_out' must map 'val' / 'test' to fractions, got {held_out!r}")
+    unknown = [str(name) for name in held_out if name not in ("val", "test")]
+    if unknown:
+        raise ValueError(f"CocoDataset: held_out: unknown split(s) {unknown}; expected 'val' and/or 'test'")
+    for name, fraction in held_out.items():
+        if not _is_number(fraction) or not 0 <= fraction < 1:
+            raise ValueError(f"CocoDataset: held_out.{name} must be a fraction in [0, 1), got {fraction!r}")
+    if sum(held_out.values()) >= 1:
+        raise ValueError(f"CocoDataset: held_out fractions {dict(held_out)} sum to 1 or more: nothing would be "
+                         f"left for the pool")
+    return {str(name): float(fraction) for name, fraction in held_out.items() if fraction > 0}
+
+
+def _hold_out(records: list[dict[str, Any]], fractions: Mapping[str, float], seed: int, path: Path
+              ) -> dict[str, list[dict[str, Any]]]:
+    """Move whole drives of the pool ``records`` into the held-out splits; returns every split's records, each in
+    the pool's (ascending image id) order."""
+    drives = list(dict.fromkeys(record["drive"] for record in records))
+    shuffled = [drives[i] for i in np.random.default_rng(seed).permutation(len(drives))]
+    owner: dict[Any, str] = {}
+    start = 0
+    for split in ("test", "val"):
+        if split in fractions:
+            count = max(1, round(fractions[split] * len(drives)))
+            owner.update(dict.fromkeys(shuffled[start:start + count], split))
+            start += count
+    if start >= len(drives):
+        raise ValueError(f"{path}: held_out {dict(fractions)} of its {len(drives)} drive(s) leaves none for the "
+                         f"pool")
+    split_records: dict[str, list[dict[str, Any]]] = {"pool": [], **{split: [] for split in fractions}}
+    for record in records:
+        split_records[owner.get(record["drive"], "pool")].append(record)
+    return split_records
 
 
 def _load_json(path: Path) -> dict[str, Any]:
