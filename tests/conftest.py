@@ -30,14 +30,19 @@ TINY = [
 ]
 
 
-#: the same for the 2D default: the synthetic camera world and the small FCOS
-TINY_2D = [
-    "data=synthetic_camera",
-    "model=fcos_tiny",
+#: a synthetic camera world as small as TINY's
+TINY_CAMERA_WORLD = [
     "data.dataset.world.lidar_world.pool_frames=60",
     "data.dataset.world.lidar_world.val_frames=15",
     "data.dataset.world.lidar_world.test_frames=30",
     "data.dataset.world.lidar_world.drive_frames=[10,20]",
+]
+
+#: the same for the 2D default: the synthetic camera world and the small FCOS
+TINY_2D = [
+    "data=synthetic_camera",
+    "model=fcos_tiny",
+    *TINY_CAMERA_WORLD,
     *(override for override in TINY if not override.startswith("data.dataset.world")),
 ]
 

@@ -12,11 +12,12 @@ import hydra
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_CAMERA_WORLD
 from omegaconf import DictConfig
 
 from alcv.config import CONFIG_DIR
 from alcv.data.datamodule import ActiveDataModule
+from alcv.data.export import coco_overrides, export_coco
 from alcv.loop import run
 from alcv.pool import LabelPool
 from alcv.study.results import read_results
@@ -34,20 +35,36 @@ def test_every_group_has_options_and_every_option_names_a_target() -> None:
 
 
 @pytest.mark.parametrize("option", options("data"))
-def test_data_options_instantiate(compose_cfg: Compose, option: str) -> None:
-    datamodule = hydra.utils.instantiate(compose_cfg(f"data={option}").data)
+def test_data_options_instantiate(compose_cfg: Compose, option: str, tmp_path: Path) -> None:
+    overrides = []
+    if option == "coco":  # COCO folders are the user's: read the synthetic camera world exported to COCO
+        camera = hydra.utils.instantiate(compose_cfg("data=synthetic_camera", *TINY_CAMERA_WORLD).data.dataset)
+        overrides = coco_overrides(export_coco(camera, tmp_path / "coco"), camera.class_names)
+    datamodule = hydra.utils.instantiate(compose_cfg(f"data={option}", *overrides).data)
     assert isinstance(datamodule, ActiveDataModule)
     assert datamodule.class_names == ("vehicle", "pedestrian", "golf_cart")
 
 
+def test_data_coco_without_folders_names_the_missing_setting(compose_cfg: Compose) -> None:
+    with pytest.raises(Exception, match=r"Missing mandatory value: data\.dataset\.splits\.pool\.images"):
+        hydra.utils.instantiate(compose_cfg("data=coco").data)
+
+
 #: the data each detector family reads: 2D (torchvision) detectors take camera images
 DATA_OF_MODEL = {"alcv.models.torchvision_detection.TorchvisionDetectionModule": "synthetic_camera"}
+#: the GPU-sized 2D detectors' inputs shrunk so that a CPU test runs them in seconds
+SMALL_INPUT = {"fasterrcnn": ["model.detector.min_size=64", "model.detector.max_size=128"],
+               "retinanet": ["model.detector.min_size=64", "model.detector.max_size=128"],
+               "fcos": ["model.detector.min_size=64", "model.detector.max_size=128"],
+               "ssdlite": ["model.detector.size=[64,128]"]}
 
 
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options_instantiate_and_detect(compose_cfg: Compose, option: str) -> None:
     target = compose_cfg(f"model={option}").model._target_
-    cfg = compose_cfg(f"model={option}", f"data={DATA_OF_MODEL.get(target, 'synthetic_lidar')}")
+    cfg = compose_cfg(f"model={option}", f"data={DATA_OF_MODEL.get(target, 'synthetic_lidar')}",
+                      *SMALL_INPUT.get(option, []), "data.eval_batch_size=4")
+    assert cfg.model.detector.get("weights") is None  # nothing is downloaded by default
     model = hydra.utils.instantiate(cfg.model)
     assert isinstance(model, pl.LightningModule)
     datamodule = hydra.utils.instantiate(cfg.data)
