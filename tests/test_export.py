@@ -91,3 +91,18 @@ def test_the_loop_runs_on_an_exported_coco_folder_through_data_coco(compose_cfg:
     labeled = [index for selection in selections for index in selection["indices"]]
     assert len(labeled) == len(set(labeled)) == 20
     assert set(labeled) <= set(datamodule.pool_split().tolist())
+
+
+def test_a_class_map_on_the_command_line_groups_categories(camera_dataset: SyntheticCameraDataset,
+                                                          compose_cfg: Compose, tmp_path: Path) -> None:
+    written = export_coco(camera_dataset, tmp_path / "coco")
+    overrides = [override for override in coco_overrides(written, camera_dataset.class_names)
+                 if not override.startswith("data.dataset.class_")]
+    cfg = compose_cfg("data=coco", *overrides, "model=fcos_tiny", "data.dataset.class_names=[moving,walking]",
+                      "data.dataset.class_map={moving: [vehicle, golf_cart], walking: [pedestrian]}")
+    assert cfg.model.detector.num_classes == 2
+    dataset = hydra.utils.instantiate(cfg.data.dataset)
+    assert dataset.class_names == ("moving", "walking")
+    for index in dataset.split_indices("pool")[:20].tolist():
+        original = camera_dataset[dataset.image_id(index) - 1]["labels"]
+        assert dataset.box_labels(index).tolist() == [0 if label != 1 else 1 for label in original.tolist()]
