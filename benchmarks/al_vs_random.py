@@ -1,4 +1,5 @@
-"""Least confidence against random on the default synthetic LiDAR data, over several seeds.
+"""Least confidence against random, over several seeds, on the default synthetic LiDAR data or (with overrides)
+any other data and model, e.g. the 2D default.
 
 Runs, through the real command line (``alcv``):
 1. for every seed, one model trained on the whole pool (the full-pool, "nominal" mAP);
@@ -11,7 +12,12 @@ Usage::
     python benchmarks/al_vs_random.py --seeds 0 1 2 --out benchmarks/runs/al_vs_random [overrides ...]
 
 Extra arguments are Hydra overrides passed to every run (e.g. ``loop.num_loops=3``). About 35 minutes on
-2 CPU cores with the defaults. Only results files are read.
+2 CPU cores with the defaults. Only results files are read. The 2D run in ``benchmarks/results/``::
+
+    python benchmarks/al_vs_random.py --seeds 0 1 2 --out benchmarks/runs/al_vs_random_2d \
+        data=synthetic_camera model=fcos_tiny data.dataset.world.lidar_world.pool_frames=600 \
+        data.dataset.world.lidar_world.test_frames=300 loop.initial_size=30 loop.query_size=60 \
+        loop.num_loops=6 data.epoch_size=4800 data.epoch_passes=16
 """
 
 from __future__ import annotations
