@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -70,21 +72,39 @@ def test_pool_and_test_use_eval_transforms_and_training_augments(dataset: Synthe
     assert augmented_differs
 
 
-def test_augmentation_moves_boxes_with_their_points(dataset: SyntheticLidarDataset) -> None:
-    torch.manual_seed(3)
-    item = dataset[int(dataset.split_indices("pool")[5])]
-    assert len(item["boxes"]) > 0
-    augmented = LidarTrainAugmentation(flip_probability=1.0, scale_range=(1.0, 1.0))(item)
+def points_in_boxes(points: torch.Tensor, boxes: torch.Tensor, margin: float) -> torch.Tensor:
+    """``(N, M)`` bool: point n lies in box m grown by ``margin`` metres on every side (LiDAR frame)."""
+    offset = points[:, None, :3] - boxes[None, :, :3]
+    cos, sin = torch.cos(boxes[:, 6]), torch.sin(boxes[:, 6])
+    along, across = offset[..., 0] * cos + offset[..., 1] * sin, -offset[..., 0] * sin + offset[..., 1] * cos
+    return ((along.abs() <= boxes[:, 3] / 2 + margin) & (across.abs() <= boxes[:, 4] / 2 + margin)
+            & (offset[..., 2].abs() <= boxes[:, 5] / 2 + margin))
 
-    def points_in_boxes(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        dx = points[:, None, 0] - boxes[None, :, 0]
-        dy = points[:, None, 1] - boxes[None, :, 1]
-        cos, sin = torch.cos(boxes[:, 6]), torch.sin(boxes[:, 6])
-        along, across = dx * cos + dy * sin, -dx * sin + dy * cos
-        return ((along.abs() <= boxes[:, 3] / 2 + 0.1) & (across.abs() <= boxes[:, 4] / 2 + 0.1)).sum(0)
 
-    torch.testing.assert_close(points_in_boxes(augmented["points"], augmented["boxes"]),
-                               points_in_boxes(item["points"], item["boxes"]))
+@pytest.mark.parametrize("seed", range(4))
+def test_augmentation_keeps_every_point_in_the_same_boxes(dataset: SyntheticLidarDataset, seed: int) -> None:
+    torch.manual_seed(seed)
+    item = dataset[int(dataset.split_indices("pool")[5 + seed])]
+    augmentation = LidarTrainAugmentation(flip_probability=0.5, max_rotation=math.pi, scale_range=(0.8, 1.2))
+    augmented = augmentation(item)
+    scale = float(augmented["boxes"][0, 5] / item["boxes"][0, 5])
+    before = points_in_boxes(item["points"], item["boxes"], margin=0.05)
+    assert before.any(dim=0).all()  # every box holds points: the check below is not vacuous
+    assert torch.equal(points_in_boxes(augmented["points"], augmented["boxes"], margin=0.05 * scale), before)
+    assert not torch.allclose(augmented["points"], item["points"])
+    assert torch.equal(augmented["labels"], item["labels"]) and augmented["index"] == item["index"]
+    assert torch.all(augmented["boxes"][:, 6].abs() <= math.pi)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"flip_probability": 1.5}, r"'flip_probability' must be in \[0, 1\]"),
+    ({"max_rotation": -0.1}, r"'max_rotation' must be a finite angle >= 0"),
+    ({"scale_range": (1.1, 0.9)}, r"'scale_range' must be \[low, high\] with 0 < low <= high"),
+    ({"scale_range": (0.0, 1.0)}, r"'scale_range' must be \[low, high\] with 0 < low <= high"),
+])
+def test_augmentation_refuses_bad_settings(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LidarTrainAugmentation(**kwargs)
 
 
 def test_epoch_size_fixes_training_length_whatever_the_labeled_size(dataset: SyntheticLidarDataset) -> None:

@@ -75,9 +75,17 @@ class LidarTrainAugmentation:
 
     def __init__(self, flip_probability: float = 0.5, max_rotation: float = math.pi / 8,
                  scale_range: tuple[float, float] = (0.95, 1.05)) -> None:
+        if not 0.0 <= flip_probability <= 1.0:
+            raise ValueError(f"LidarTrainAugmentation: 'flip_probability' must be in [0, 1], got {flip_probability}")
+        if not (math.isfinite(max_rotation) and max_rotation >= 0):
+            raise ValueError(f"LidarTrainAugmentation: 'max_rotation' must be a finite angle >= 0 (radians), got "
+                             f"{max_rotation}")
+        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"LidarTrainAugmentation: 'scale_range' must be [low, high] with 0 < low <= high, got "
+                             f"{list(scale_range)}")
         self.flip_probability = flip_probability
         self.max_rotation = max_rotation
-        self.scale_range = tuple(scale_range)
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
 
     def __call__(self, item: Item) -> Item:
         points, boxes = item["points"].clone(), item["boxes"].clone()
