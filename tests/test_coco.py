@@ -445,7 +445,7 @@ def test_held_out_and_split_files_combine_and_conflicts_are_errors(splits: dict[
     pool_and_test = {"pool": splits["pool"], "test": splits["test"]}
     dataset = CocoDataset(pool_and_test, CLASS_MAP, held_out={"val": 0.3})  # pool has drives: video 1, 7
     assert [dataset.split_indices(split).size for split in ("pool", "val", "test")] in ([2, 1, 2], [1, 2, 2])
-    with pytest.raises(ValueError, match=r"split\(s\) \['test'\] have both a file in 'splits' and a 'held_out'"):
+    with pytest.raises(ValueError, match=r"split\(s\) \['test'\] have both a source in 'splits' and a 'held_out'"):
         CocoDataset(splits, CLASS_MAP, held_out={"test": 0.2})
     alone = {"pool": splits["pool"]}
     with pytest.raises(ValueError, match=r"pool/instances\.json: held_out \{'test': 0\.5, 'val': 0\.4\} of its 2 "

@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import operator
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,23 +29,14 @@ from PIL import Image as PILImage
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from alcv.data.splits import IndexedSplits, check_held_out, check_split_names, hold_out, is_integer, is_number
+
 logger = logging.getLogger(__name__)
 
-#: the splits a dataset may have, in the order of their absolute indices; 'val' is optional
-SPLITS: tuple[str, ...] = ("pool", "val", "test")
-_REQUIRED_SPLITS = ("pool", "test")
 #: image-record fields that name the image's sequence (drive), in order of precedence
 _DRIVE_FIELDS = ("video_id", "sequence_id")
 #: image-record fields that give the frame's number within its sequence, in order of precedence
 _FRAME_FIELDS = ("frame_index", "frame_id")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _read_image(path: Path) -> torch.Tensor:
@@ -71,7 +60,7 @@ def _read_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-class CocoDataset:
+class CocoDataset(IndexedSplits[torch.Tensor]):
     """Pool, val and test splits in COCO instances format, as one dataset indexed by absolute index.
 
     Absolute indices: the pool images first, then val, then test, each split in ascending image id.
@@ -139,61 +128,29 @@ class CocoDataset:
                  class_map: Mapping[str, Sequence[str | int]] | None = None, class_names: Sequence[str] | None = None,
                  held_out: Mapping[str, float] | None = None, split_seed: int = 0, min_box_size: float = 1.0,
                  cache_size: int = 0, fps: float = 10.0) -> None:
-        if not _is_number(min_box_size) or not min_box_size >= 0:
+        if not is_number(min_box_size) or not min_box_size >= 0:
             raise ValueError(f"CocoDataset: 'min_box_size' must be a number >= 0, got {min_box_size!r}")
-        if not _is_number(fps) or not fps > 0 or not math.isfinite(fps):
+        if not is_number(fps) or not fps > 0 or not math.isfinite(fps):
             raise ValueError(f"CocoDataset: 'fps' must be a finite number > 0, got {fps!r}")
-        if not _is_integer(cache_size) or cache_size < 0:
-            raise ValueError(f"CocoDataset: 'cache_size' must be an int >= 0, got {cache_size!r}")
         self.min_box_size = float(min_box_size)
         self.fps = float(fps)
-        self.cache_size = int(cache_size)
-        if not _is_integer(split_seed):
+        super().__init__(cache_size)
+        if not is_integer(split_seed):
             raise ValueError(f"CocoDataset: 'split_seed' must be an int, got {split_seed!r}")
         class_entries = self._check_class_map(_class_map_for(class_map, class_names))
         self.class_names: tuple[str, ...] = tuple(class_entries)
-        fractions = _check_held_out(held_out)
+        fractions = check_held_out(held_out, "CocoDataset")
         split_paths = self._check_splits(splits, fractions)
         parsed_splits = {split: _parse_instances(annotations, images_dir, class_entries, self.min_box_size, self.fps)
                          for split, (images_dir, annotations) in split_paths.items()}
         if fractions:
-            parsed_splits.update(_hold_out(parsed_splits["pool"], fractions, split_seed, split_paths["pool"][1]))
+            parsed_splits.update(hold_out(parsed_splits["pool"], fractions, split_seed, split_paths["pool"][1]))
 
-        files: list[str] = []
-        sizes: list[tuple[int, int]] = []
-        image_ids: list[int] = []
-        drive_keys: list[tuple[str, str, Any]] = []
-        timestamps: list[float] = []
-        boxes: list[np.ndarray] = []
-        labels: list[np.ndarray] = []
-        self._split_bounds: dict[str, tuple[int, int]] = {}
-        for split in SPLITS:
-            start = len(files)
-            for record in parsed_splits.get(split, []):
-                files.append(record["file"])
-                sizes.append(record["size"])
-                image_ids.append(record["id"])
-                drive_keys.append((split, *record["drive"]))
-                timestamps.append(record["timestamp"])
-                boxes.append(record["boxes"])
-                labels.append(record["labels"])
-            if start == len(files) and split in _REQUIRED_SPLITS:
-                source = split_paths[split if split in split_paths else "pool"][1]
-                raise ValueError(f"{source}: the '{split}' split has no images")
-            self._split_bounds[split] = (start, len(files))
-
-        drive_numbers: dict[tuple[str, str, Any], int] = {}
-        # flat arrays rather than lists of objects: DataLoader workers share them without copy-on-refcount
-        self._files = np.array(files, dtype=str)
-        self._sizes = np.array(sizes, dtype=np.int64).reshape(-1, 2)
-        self._image_ids = np.array(image_ids, dtype=np.int64)
-        self._drive_ids = np.array([drive_numbers.setdefault(key, len(drive_numbers)) for key in drive_keys],
-                                   dtype=np.int64)
-        self._timestamps = np.array(timestamps, dtype=np.float64)
-        self._box_offsets = np.concatenate([[0], np.cumsum([len(b) for b in labels], dtype=np.int64)])
-        self._boxes = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
-        self._labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        sources = {split: annotations for split, (_, annotations) in split_paths.items()}
+        records = self._index_splits(parsed_splits, sources, box_width=4, noun="images")
+        self._files = np.array([record["file"] for record in records], dtype=str)
+        self._sizes = np.array([record["size"] for record in records], dtype=np.int64).reshape(-1, 2)
+        self._image_ids = np.array([record["id"] for record in records], dtype=np.int64)
 
     @staticmethod
     def _check_class_map(class_map: Mapping[str, Sequence[str | int]]) -> dict[str, list[str | int]]:
@@ -210,7 +167,7 @@ class CocoDataset:
                                  f"names or ids, got {categories!r}")
             entries[str(name)] = []
             for category in categories:
-                if not (isinstance(category, str) or _is_integer(category)):
+                if not (isinstance(category, str) or is_integer(category)):
                     raise ValueError(f"CocoDataset: class_map[{name!r}]: {category!r} is neither a category name "
                                      f"(str) nor a category id (int)")
                 if category in owner:
@@ -228,18 +185,7 @@ class CocoDataset:
             raise ValueError(f"CocoDataset: 'splits' must map split names to {{images, annotations}}, got "
                              f"{splits!r}")
         splits = {name: entry for name, entry in splits.items() if entry is not None}
-        unknown = [str(name) for name in splits if name not in SPLITS]
-        if unknown:
-            raise ValueError(f"CocoDataset: unknown split(s) {unknown} in 'splits'; expected {list(SPLITS)}")
-        if "pool" not in splits:
-            raise ValueError(f"CocoDataset: 'splits' lacks the 'pool' split (got {list(splits)})")
-        if "test" not in splits and "test" not in fractions:
-            raise ValueError(f"CocoDataset: no 'test' split: give splits.test = {{images, annotations}} or a "
-                             f"held_out.test fraction of the pool's drives (got splits {list(splits)})")
-        both = [name for name in fractions if name in splits]
-        if both:
-            raise ValueError(f"CocoDataset: split(s) {both} have both a file in 'splits' and a 'held_out' fraction; "
-                             f"give one or the other")
+        check_split_names(list(splits), fractions, "CocoDataset", "{images, annotations}")
         paths: dict[str, tuple[Path, Path]] = {}
         for name, entry in splits.items():
             if not isinstance(entry, Mapping) or not {"images", "annotations"} <= set(entry):
@@ -253,32 +199,6 @@ class CocoDataset:
             paths[str(name)] = (images, annotations)
         return paths
 
-    def __len__(self) -> int:
-        return int(self._files.size)
-
-    def split_indices(self, split: str) -> np.ndarray:
-        """Ascending int64 absolute indices of 'pool', 'val' (empty when not given) or 'test'."""
-        if split not in self._split_bounds:
-            raise ValueError(f"CocoDataset.split_indices: unknown split {split!r}; expected one of {list(SPLITS)}")
-        start, stop = self._split_bounds[split]
-        return np.arange(start, stop, dtype=np.int64)
-
-    def _check_index(self, index: int) -> int:
-        index = operator.index(index)
-        if not 0 <= index < len(self):
-            raise IndexError(f"CocoDataset: index {index} out of range [0, {len(self)})")
-        return index
-
-    def num_boxes(self, index: int) -> int:
-        """Number of kept boxes of image ``index`` (its labeling cost), from the annotations only."""
-        index = self._check_index(index)
-        return int(self._box_offsets[index + 1] - self._box_offsets[index])
-
-    def box_labels(self, index: int) -> np.ndarray:
-        """``(M,)`` int64 class ids of the kept boxes of image ``index``, from the annotations only."""
-        index = self._check_index(index)
-        return self._labels[self._box_offsets[index]:self._box_offsets[index + 1]].copy()
-
     def image_id(self, index: int) -> int:
         """The COCO image id of absolute index ``index`` (ids may repeat across splits)."""
         return int(self._image_ids[self._check_index(index)])
@@ -287,35 +207,26 @@ class CocoDataset:
         """The image file of absolute index ``index``."""
         return Path(str(self._files[self._check_index(index)]))
 
-    def _image(self, index: int) -> torch.Tensor:
-        cached = self._cache.get(index)
-        if cached is not None:
-            self._cache.move_to_end(index)
-            return cached
+    def _decode(self, index: int) -> torch.Tensor:
         path = self.image_path(index)
         image = _read_image(path)
         height, width = (int(v) for v in self._sizes[index])
         if tuple(image.shape[-2:]) != (height, width):
             raise ValueError(f"{path}: image id {self.image_id(index)} decodes to {image.shape[-1]}x"
                              f"{image.shape[-2]} pixels but its record says width={width}, height={height}")
-        if self.cache_size > 0:
-            self._cache[index] = image
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
         return image
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """The item at absolute ``index`` (see the module docstring for the contract)."""
         index = self._check_index(index)
-        image = self._image(index).clone()  # a transform may write into its input; the cache must not change
-        start, stop = self._box_offsets[index], self._box_offsets[index + 1]
+        image = self._cached(index, self._decode).clone()  # a transform may write into its input, not the cache
+        boxes, labels = self._annotations(index)
         height, width = (int(v) for v in self._sizes[index])
         return {
             "index": index,
             "image": tv_tensors.Image(image),
-            "boxes": tv_tensors.BoundingBoxes(torch.tensor(self._boxes[start:stop]), format="XYXY",
-                                              canvas_size=(height, width)),
-            "labels": torch.tensor(self._labels[start:stop]),
+            "boxes": tv_tensors.BoundingBoxes(torch.tensor(boxes), format="XYXY", canvas_size=(height, width)),
+            "labels": torch.tensor(labels),
             "drive_id": int(self._drive_ids[index]),
             "timestamp": float(self._timestamps[index]),
         }
@@ -343,46 +254,6 @@ def _class_map_for(class_map: Mapping[str, Any] | None, class_names: Sequence[st
     return {name: class_map.get(name, [name]) for name in class_names}
 
 
-def _check_held_out(held_out: Mapping[str, float] | None) -> dict[str, float]:
-    """The positive held-out fractions by split, checked (see :class:`CocoDataset`)."""
-    if held_out is None:
-        return {}
-    if not isinstance(held_out, Mapping):
-        raise ValueError(f"CocoDataset: 'held_out' must map 'val' / 'test' to fractions, got {held_out!r}")
-    unknown = [str(name) for name in held_out if name not in ("val", "test")]
-    if unknown:
-        raise ValueError(f"CocoDataset: held_out: unknown split(s) {unknown}; expected 'val' and/or 'test'")
-    for name, fraction in held_out.items():
-        if not _is_number(fraction) or not 0 <= fraction < 1:
-            raise ValueError(f"CocoDataset: held_out.{name} must be a fraction in [0, 1), got {fraction!r}")
-    if sum(held_out.values()) >= 1:
-        raise ValueError(f"CocoDataset: held_out fractions {dict(held_out)} sum to 1 or more: nothing would be "
-                         f"left for the pool")
-    return {str(name): float(fraction) for name, fraction in held_out.items() if fraction > 0}
-
-
-def _hold_out(records: list[dict[str, Any]], fractions: Mapping[str, float], seed: int, path: Path
-              ) -> dict[str, list[dict[str, Any]]]:
-    """Move whole drives of the pool ``records`` into the held-out splits; returns every split's records, each in
-    the pool's (ascending image id) order."""
-    drives = list(dict.fromkeys(record["drive"] for record in records))
-    shuffled = [drives[i] for i in np.random.default_rng(seed).permutation(len(drives))]
-    owner: dict[Any, str] = {}
-    start = 0
-    for split in ("test", "val"):
-        if split in fractions:
-            count = max(1, round(fractions[split] * len(drives)))
-            owner.update(dict.fromkeys(shuffled[start:start + count], split))
-            start += count
-    if start >= len(drives):
-        raise ValueError(f"{path}: held_out {dict(fractions)} of its {len(drives)} drive(s) leaves none for the "
-                         f"pool")
-    split_records: dict[str, list[dict[str, Any]]] = {"pool": [], **{split: [] for split in fractions}}
-    for record in records:
-        split_records[owner.get(record["drive"], "pool")].append(record)
-    return split_records
-
-
 def _load_json(path: Path) -> dict[str, Any]:
     try:
         with path.open(encoding="utf-8") as handle:
@@ -407,7 +278,7 @@ def _category_labels(path: Path, categories: list[Any], class_entries: Mapping[s
     """``{COCO category id: alcv label}`` for every category of the file (-1 for categories not mapped)."""
     ids: dict[int, str] = {}
     for position, category in enumerate(categories):
-        if not isinstance(category, dict) or not _is_integer(category.get("id")) \
+        if not isinstance(category, dict) or not is_integer(category.get("id")) \
                 or not isinstance(category.get("name"), str):
             raise ValueError(f"{path}: categories[{position}] must be an object with an int 'id' and a str "
                              f"'name', got {category!r}")
@@ -440,12 +311,12 @@ def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) 
             raise ValueError(f"{path}: images[{position}] (id={image.get('id')!r}) lacks {missing}: not a COCO "
                              f"image record")
         image_id = image["id"]
-        if not _is_integer(image_id):
+        if not is_integer(image_id):
             raise ValueError(f"{path}: images[{position}]: image id {image_id!r} is not an int")
         if image_id in records:
             raise ValueError(f"{path}: duplicate image id {image_id}")
         width, height = image["width"], image["height"]
-        if not all(_is_number(v) and float(v).is_integer() and v > 0 for v in (width, height)):
+        if not all(is_number(v) and float(v).is_integer() and v > 0 for v in (width, height)):
             raise ValueError(f"{path}: image id {image_id}: width and height must be positive integers, got "
                              f"{width!r} x {height!r}")
         if not isinstance(image["file_name"], str) or not image["file_name"]:
@@ -457,7 +328,7 @@ def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) 
         for field in _DRIVE_FIELDS:
             value = image.get(field)
             if value is not None:
-                if not (_is_integer(value) or isinstance(value, str)):
+                if not (is_integer(value) or isinstance(value, str)):
                     raise ValueError(f"{path}: image id {image_id}: '{field}' must be an int or a string, got "
                                      f"{value!r}")
                 drive = (field, value)
@@ -476,7 +347,7 @@ def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) 
 
 
 def _finite(path: Path, image_id: int, field: str, value: Any) -> float:
-    if not _is_number(value) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise ValueError(f"{path}: image id {image_id}: '{field}' must be a finite number, got {value!r}")
     return float(value)
 
@@ -495,12 +366,12 @@ def _parse_instances(path: Path, images_dir: Path, class_entries: Mapping[str, S
             raise ValueError(f"{path}: annotations[{position}] must be an object, got {annotation!r}")
         name = f"annotation id {annotation['id']!r}" if "id" in annotation else f"annotations[{position}]"
         image_id, category_id, bbox = annotation.get("image_id"), annotation.get("category_id"), annotation.get("bbox")
-        if not _is_integer(image_id) or image_id not in records:
+        if not is_integer(image_id) or image_id not in records:
             raise ValueError(f"{path}: {name}: image_id {image_id!r} is not in 'images'")
-        if not _is_integer(category_id) or category_id not in category_labels:
+        if not is_integer(category_id) or category_id not in category_labels:
             raise ValueError(f"{path}: {name} (image id {image_id}): category_id {category_id!r} is not in "
                              f"'categories'")
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) and math.isfinite(v) for v in bbox):
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_number(v) and math.isfinite(v) for v in bbox):
             raise ValueError(f"{path}: {name} (image id {image_id}): 'bbox' must be 4 finite numbers "
                              f"[x, y, width, height], got {bbox!r}")
         x, y, w, h = (float(v) for v in bbox)

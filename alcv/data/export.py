@@ -25,8 +25,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from alcv.config import CONFIG_DIR, register_resolvers
-from alcv.data.coco import SPLITS
 from alcv.data.datamodule import SplitDataset
+from alcv.data.splits import SPLITS
 
 __all__ = ["coco_overrides", "export_coco", "main"]
 

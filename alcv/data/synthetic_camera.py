@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from alcv.data.frames import CachedFrames
 from alcv.data.synthetic_lidar import CLASS_NAMES, GOLF_CART, PEDESTRIAN, SENSOR_HEIGHT, SyntheticLidarWorld
+from alcv.geometry import box_corners
 
 #: colour palettes per class (RGB); an object's colour is drawn once per drive from its palette
 _PALETTES = {
@@ -37,8 +38,8 @@ _PALETTES = {
 }
 #: brightness of a face by the direction its normal points: top, then sides facing the camera
 _TOP_SHADE, _SIDE_SHADES = 1.15, (0.95, 0.75)
-_CORNERS = np.array([[sx, sy, sz] for sx in (-0.5, 0.5) for sy in (-0.5, 0.5) for sz in (-0.5, 0.5)])
-#: corner indices of the six faces of a box, with their outward normals in the box frame
+#: corner indices (of alcv.geometry.UNIT_CORNERS) of the six faces of a box, with their outward normals in the
+#: box frame
 _FACES = [((0, 1, 3, 2), (-1, 0, 0)), ((4, 5, 7, 6), (1, 0, 0)), ((0, 1, 5, 4), (0, -1, 0)),
           ((2, 3, 7, 6), (0, 1, 0)), ((0, 2, 6, 4), (0, 0, -1)), ((1, 3, 7, 5), (0, 0, 1))]
 
@@ -61,15 +62,6 @@ class CameraFrame:
     labels: np.ndarray
     drive_id: int
     timestamp: float
-
-
-def _box_corners(boxes: np.ndarray) -> np.ndarray:
-    """``(K, 8, 3)`` corners of ``(K, 7)`` boxes ``[x, y, z, dx, dy, dz, yaw]`` in the sensor frame."""
-    local = _CORNERS[None] * boxes[:, None, 3:6]
-    cos, sin = np.cos(boxes[:, 6])[:, None], np.sin(boxes[:, 6])[:, None]
-    rotated = np.stack([local[..., 0] * cos - local[..., 1] * sin, local[..., 0] * sin + local[..., 1] * cos,
-                        local[..., 2]], axis=-1)
-    return rotated + boxes[:, None, :3]
 
 
 @dataclass(frozen=True)
@@ -149,12 +141,12 @@ class SyntheticCameraWorld:
         for x, y, radius, height in scene.bushes:  # type: ignore[attr-defined]
             parts.append(_Part(np.array([x, y, height / 2 - SENSOR_HEIGHT, 2 * radius, 2 * radius, height, 0.0]),
                                (50, 110, 50), -1))
-        in_front = [part for part in parts if _box_corners(part.box[None])[0, :, 0].min() > 0.3]
+        in_front = [part for part in parts if box_corners(part.box[None])[0, :, 0].min() > 0.3]
         return sorted(in_front, key=lambda part: -float(np.hypot(part.box[0], part.box[1])))
 
     def _paint(self, draw: ImageDraw.ImageDraw, ids: ImageDraw.ImageDraw, part: _Part) -> None:
         """Paint the faces of ``part`` that face the camera, far to near, into the image and the id map."""
-        corners = _box_corners(part.box[None])[0]
+        corners = box_corners(part.box[None])[0]
         pixels = self.project(corners)
         yaw = part.box[6]
         rotation = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
@@ -213,7 +205,7 @@ class SyntheticCameraWorld:
             depth = objects[number, 0]
             if not own or not self.min_depth <= depth <= self.max_depth:
                 continue
-            pixels = self.project(_box_corners(np.stack(own)).reshape(-1, 3))
+            pixels = self.project(box_corners(np.stack(own)).reshape(-1, 3))
             u1, v1 = np.clip(pixels.min(axis=0), 0, [self.width, self.height])
             u2, v2 = np.clip(pixels.max(axis=0), 0, [self.width, self.height])
             if min(u2 - u1, v2 - v1) < self.min_box_pixels:
@@ -221,7 +213,7 @@ class SyntheticCameraWorld:
             silhouette = Image.new("L", (self.width, self.height), 0)
             outline = ImageDraw.Draw(silhouette)
             for box in own:
-                hull = _convex_hull(self.project(_box_corners(box[None])[0]))
+                hull = _convex_hull(self.project(box_corners(box[None])[0]))
                 outline.polygon([tuple(p) for p in hull.tolist()], fill=1)
             area = int(np.asarray(silhouette, dtype=np.int64).sum())
             if area == 0 or visible[number] < self.min_visible_fraction * area:

@@ -1,0 +1,187 @@
+"""What alcv's file-based datasets share: the split names, carving held-out splits out of the pool by whole
+drives, one absolute index over all splits (:class:`IndexedSplits`), and the number checks of their validation."""
+
+from __future__ import annotations
+
+import operator
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+#: what a dataset loads lazily per frame (an image tensor, a point array)
+Loaded = TypeVar("Loaded")
+
+#: the splits a dataset may have, in the order of their absolute indices; 'val' is optional
+SPLITS: tuple[str, ...] = ("pool", "val", "test")
+#: the splits every dataset must have
+REQUIRED_SPLITS: tuple[str, ...] = ("pool", "test")
+
+
+def is_number(value: Any) -> bool:
+    """An int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    """An int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_held_out(held_out: Mapping[str, float] | None, owner: str) -> dict[str, float]:
+    """The positive held-out fractions by split, checked; errors start with ``owner`` (the dataset's name)."""
+    if held_out is None:
+        return {}
+    if not isinstance(held_out, Mapping):
+        raise ValueError(f"{owner}: 'held_out' must map 'val' / 'test' to fractions, got {held_out!r}")
+    unknown = [str(name) for name in held_out if name not in ("val", "test")]
+    if unknown:
+        raise ValueError(f"{owner}: held_out: unknown split(s) {unknown}; expected 'val' and/or 'test'")
+    for name, fraction in held_out.items():
+        if not is_number(fraction) or not 0 <= fraction < 1:
+            raise ValueError(f"{owner}: held_out.{name} must be a fraction in [0, 1), got {fraction!r}")
+    if sum(held_out.values()) >= 1:
+        raise ValueError(f"{owner}: held_out fractions {dict(held_out)} sum to 1 or more: nothing would be "
+                         f"left for the pool")
+    return {str(name): float(fraction) for name, fraction in held_out.items() if fraction > 0}
+
+
+def check_split_names(names: Collection[str], fractions: Mapping[str, float], owner: str, entry_form: str) -> None:
+    """Refuse split ``names`` (those with a source of their own) that are unknown, lack 'pool', leave 'test' with
+    neither a source nor a held-out fraction, or give a split both; ``entry_form`` describes a source in the
+    messages, which start with ``owner``."""
+    unknown = [str(name) for name in names if name not in SPLITS]
+    if unknown:
+        raise ValueError(f"{owner}: unknown split(s) {unknown} in 'splits'; expected {list(SPLITS)}")
+    if "pool" not in names:
+        raise ValueError(f"{owner}: 'splits' lacks the 'pool' split (got {list(names)})")
+    if "test" not in names and "test" not in fractions:
+        raise ValueError(f"{owner}: no 'test' split: give splits.test = {entry_form} or a held_out.test fraction "
+                         f"of the pool's drives (got splits {list(names)})")
+    both = [name for name in fractions if name in names]
+    if both:
+        raise ValueError(f"{owner}: split(s) {both} have both a source in 'splits' and a 'held_out' fraction; "
+                         f"give one or the other")
+
+
+def hold_out(records: list[dict[str, Any]], fractions: Mapping[str, float], seed: int, source: Path
+             ) -> dict[str, list[dict[str, Any]]]:
+    """Move whole drives of the pool's ``records`` into the held-out splits.
+
+    ``records`` are the pool's frames in their order, each a dict with a hashable ``"drive"``; ``fractions`` come
+    from :func:`check_held_out`. The drives, in the order of their first frame, are shuffled by ``seed`` and the
+    first ``round(fraction x drives)`` (at least one) go to 'test', the next ones to 'val'. Returns every split's
+    records, each in the pool's order. Raises ``ValueError`` naming ``source`` (the pool's file) when no drive
+    would be left for the pool.
+    """
+    drives = list(dict.fromkeys(record["drive"] for record in records))
+    shuffled = [drives[i] for i in np.random.default_rng(seed).permutation(len(drives))]
+    owner: dict[Any, str] = {}
+    start = 0
+    for split in ("test", "val"):
+        if split in fractions:
+            count = max(1, round(fractions[split] * len(drives)))
+            owner.update(dict.fromkeys(shuffled[start:start + count], split))
+            start += count
+    if start >= len(drives):
+        raise ValueError(f"{source}: held_out {dict(fractions)} of its {len(drives)} drive(s) leaves none for the "
+                         f"pool")
+    split_records: dict[str, list[dict[str, Any]]] = {"pool": [], **{split: [] for split in fractions}}
+    for record in records:
+        split_records[owner.get(record["drive"], "pool")].append(record)
+    return split_records
+
+
+class IndexedSplits(Generic[Loaded]):
+    """The part that file-based datasets share: frames of all splits under one absolute index, their kept boxes
+    and labels in flat arrays, drives and timestamps, and an LRU cache of what is loaded lazily.
+
+    A subclass parses its files into records and calls :meth:`_index_splits` once in its constructor; after that
+    ``len``, :meth:`split_indices`, :meth:`num_boxes` and :meth:`box_labels` answer from the arrays alone (no
+    frame is loaded), and :meth:`_cached` loads frames through the cache of ``cache_size`` entries.
+    """
+
+    def __init__(self, cache_size: int) -> None:
+        if not is_integer(cache_size) or cache_size < 0:
+            raise ValueError(f"{type(self).__name__}: 'cache_size' must be an int >= 0, got {cache_size!r}")
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[int, Loaded] = OrderedDict()
+
+    def _index_splits(self, split_records: Mapping[str, list[dict[str, Any]]], sources: Mapping[str, Path],
+                      box_width: int, noun: str) -> list[dict[str, Any]]:
+        """Number the records of every split (pool, then val, then test, each in its given order) and keep their
+        ``boxes`` ``(M, box_width)``, ``labels`` ``(M,)``, ``drive`` (any hashable) and ``timestamp``.
+
+        Drive ids become consecutive ints from 0 in the order of each drive's first absolute index, counted per
+        split, so no drive id spans two splits. Raises ``ValueError`` naming ``sources[split]`` (else the pool's)
+        when 'pool' or 'test' has no ``noun``. Returns the records in absolute-index order.
+        """
+        records: list[dict[str, Any]] = []
+        drive_keys: list[tuple[str, Any]] = []
+        self._split_bounds: dict[str, tuple[int, int]] = {}
+        for split in SPLITS:
+            start = len(records)
+            for record in split_records.get(split, []):
+                records.append(record)
+                drive_keys.append((split, record["drive"]))
+            if start == len(records) and split in REQUIRED_SPLITS:
+                raise ValueError(f"{sources.get(split, sources['pool'])}: the '{split}' split has no {noun}")
+            self._split_bounds[split] = (start, len(records))
+        drive_numbers: dict[tuple[str, Any], int] = {}
+        # flat arrays rather than lists of objects: DataLoader workers share them without copy-on-refcount
+        self._drive_ids = np.array([drive_numbers.setdefault(key, len(drive_numbers)) for key in drive_keys],
+                                   dtype=np.int64)
+        self._timestamps = np.array([record["timestamp"] for record in records], dtype=np.float64)
+        self._box_offsets = np.concatenate([[0], np.cumsum([len(r["labels"]) for r in records], dtype=np.int64)])
+        self._boxes = (np.concatenate([r["boxes"] for r in records]).astype(np.float32) if records
+                       else np.zeros((0, box_width), np.float32))
+        self._labels = (np.concatenate([r["labels"] for r in records]).astype(np.int64) if records
+                        else np.zeros(0, np.int64))
+        return records
+
+    def __len__(self) -> int:
+        return int(self._drive_ids.size)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Ascending int64 absolute indices of 'pool', 'val' (empty when not given) or 'test'."""
+        if split not in self._split_bounds:
+            raise ValueError(f"{type(self).__name__}.split_indices: unknown split {split!r}; expected one of "
+                             f"{list(SPLITS)}")
+        start, stop = self._split_bounds[split]
+        return np.arange(start, stop, dtype=np.int64)
+
+    def _check_index(self, index: int) -> int:
+        index = operator.index(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{type(self).__name__}: index {index} out of range [0, {len(self)})")
+        return index
+
+    def num_boxes(self, index: int) -> int:
+        """Number of kept boxes of frame ``index`` (its labeling cost), from the annotations only."""
+        index = self._check_index(index)
+        return int(self._box_offsets[index + 1] - self._box_offsets[index])
+
+    def box_labels(self, index: int) -> np.ndarray:
+        """``(M,)`` int64 class ids of the kept boxes of frame ``index``, from the annotations only."""
+        index = self._check_index(index)
+        return self._labels[self._box_offsets[index]:self._box_offsets[index + 1]].copy()
+
+    def _annotations(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The kept ``boxes`` and ``labels`` of frame ``index`` (views: copy before handing them out)."""
+        start, stop = self._box_offsets[index], self._box_offsets[index + 1]
+        return self._boxes[start:stop], self._labels[start:stop]
+
+    def _cached(self, index: int, load: Callable[[int], Loaded]) -> Loaded:
+        """``load(index)``, through the LRU cache (the cached object itself: callers must not modify it)."""
+        cached = self._cache.get(index)
+        if cached is not None:
+            self._cache.move_to_end(index)
+            return cached
+        loaded = load(index)
+        if self.cache_size > 0:
+            self._cache[index] = loaded
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return loaded
