@@ -1,0 +1,665 @@
+"""KITTI-format LiDAR object detection data: :class:`KittiDataset` reads it, :func:`write_kitti` writes any LiDAR
+dataset in it.
+
+Layout (that of the KITTI 3D object detection benchmark's ``training`` folder)::
+
+    root/velodyne/<frame>.bin   float32 little-endian x, y, z, reflectance, 16 bytes a point, LiDAR frame, metres
+    root/label_2/<frame>.txt    one object a line (below); an empty file is a frame without objects
+    root/calib/<frame>.txt      the frame's calibration (below)
+    root/ImageSets/<name>.txt   split files, frame ids one a line; also looked for in root/../ImageSets (OpenPCDet
+                                keeps kitti/ImageSets beside kitti/training)
+    root/drives.txt             optional, an alcv extension: the frames' drives and timestamps (below)
+
+A **label line** is ``type truncated occluded alpha bbox_left bbox_top bbox_right bbox_bottom h w l x y z
+rotation_y``, 15 fields, with an optional 16th, a detection score (ignored: labels are ground truth). ``h w l``
+are the box's height, width and length in metres; ``x y z`` is the centre of its **bottom** face in the
+rectified camera frame (x right, y down, z forward, metres); ``rotation_y`` is its heading around the camera's
+y axis (radians, 0 = facing camera x). Only the type and these last seven fields are used; the others (and the
+2D ``bbox``, in pixels of camera 2) need only be numbers.
+
+A **calib file** holds ``key: values`` lines of row-major matrices: ``R0_rect`` (9 values, the rectifying
+rotation) and ``Tr_velo_to_cam`` (12 values, ``[R | t]`` from the LiDAR frame to the reference camera) are
+required; ``P0`` to ``P3`` (12 values each, the projections of the rectified camera frame into the four
+cameras' pixels) and ``Tr_imu_to_velo`` (12 values) are read when present; other keys are ignored.
+
+**Conversion** of a label to alcv's LiDAR box ``[x, y, z, dx, dy, dz, yaw]`` (box centre, length along the
+heading, width, height, heading around +z with 0 = +x; see :mod:`alcv.data.lidar_dataset`):
+``centre_rect = (x, y - h/2, z)``; ``centre = inverse(Tr_velo_to_cam) · inverse(R0_rect) · centre_rect`` (both as
+4 x 4 homogeneous transforms); ``dx, dy, dz = l, w, h``; the heading ``(cos ry, 0, -sin ry)`` (rectified frame) is
+turned into the LiDAR frame by the rotation parts of the same transforms and ``yaw = atan2(heading_y,
+heading_x)``, wrapped to (-pi, pi]. This holds for any calibration; for the ideal one (``Tr_velo_to_cam`` the
+axis permutation, ``R0_rect`` the identity) ``yaw = -ry - pi/2``. :func:`write_kitti` inverts it exactly
+(:func:`lidar_to_kitti_boxes`), so a written dataset reads back with the boxes it was written with.
+
+**Drives and time**: KITTI object frames have neither. alcv reads them from ``root/drives.txt`` when it exists,
+lines ``<frame_id> <drive> <timestamp_seconds>`` (``drive`` any name without spaces, e.g. a KITTI raw drive
+``2011_09_26_drive_0001`` or a number), which must then list every frame the dataset reads. Without it each
+frame is a drive of its own with timestamp 0.0.
+
+Items follow the LiDAR item contract of :mod:`alcv.data.lidar_dataset`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from alcv.data.datamodule import SplitDataset
+from alcv.data.splits import SPLITS, IndexedSplits, check_held_out, check_split_names, hold_out, is_integer, is_number
+from alcv.geometry import box_corners
+
+__all__ = ["KITTI_IMAGE_SIZE", "KittiCalibration", "KittiDataset", "kitti_like_calibration",
+           "kitti_to_lidar_boxes", "lidar_to_kitti_boxes", "read_kitti_calibration", "write_kitti"]
+
+#: the fields of a label line, in order (a 16th, ``score``, may follow)
+LABEL_FIELDS: tuple[str, ...] = ("type", "truncated", "occluded", "alpha", "bbox_left", "bbox_top", "bbox_right",
+                                 "bbox_bottom", "h", "w", "l", "x", "y", "z", "rotation_y")
+_NUMERIC_LABEL_FIELDS = (*LABEL_FIELDS[1:], "score")
+#: the ImageSets file stem of each alcv split that :class:`KittiDataset` reads by default (KITTI's usual split)
+DEFAULT_SPLITS: Mapping[str, str] = MappingProxyType({"pool": "train", "test": "val"})
+#: (width, height) in pixels of the camera-2 image the written 2D boxes are clipped to
+KITTI_IMAGE_SIZE: tuple[int, int] = (1242, 375)
+#: the number of values of each calib key alcv reads
+_CALIB_SIZES = {"P0": 12, "P1": 12, "P2": 12, "P3": 12, "R0_rect": 9, "Tr_velo_to_cam": 12, "Tr_imu_to_velo": 12}
+_FRAME_ID = re.compile(r"[0-9A-Za-z_-]+")
+_POINT_BYTES = 16
+
+
+def _wrap_angle(angle: np.ndarray) -> np.ndarray:
+    """Angles (radians) wrapped to (-pi, pi]."""
+    return np.pi - np.mod(np.pi - angle, 2 * np.pi)
+
+
+def _homogeneous(matrix: np.ndarray) -> np.ndarray:
+    """The ``(4, 4)`` homogeneous form of a ``(3, 3)`` rotation or a ``(3, 4)`` ``[R | t]``."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    square = np.eye(4)
+    square[:3, :matrix.shape[1]] = matrix
+    return square
+
+
+@dataclass(frozen=True, eq=False)
+class KittiCalibration:
+    """The calibration of one KITTI frame (see the module docstring).
+
+    Attributes:
+        r0_rect: ``(3, 3)`` the rectifying rotation, reference camera frame -> rectified camera frame.
+        velo_to_cam: ``(3, 4)`` ``[R | t]``, LiDAR frame -> reference camera frame (x right, y down, z forward),
+            metres.
+        projections: ``"P0"`` .. ``"P3"`` -> ``(3, 4)`` projection of the rectified camera frame into that camera's
+            pixels, for those the file has.
+        imu_to_velo: ``(3, 4)`` ``[R | t]``, IMU frame -> LiDAR frame, or None.
+    """
+
+    r0_rect: np.ndarray
+    velo_to_cam: np.ndarray
+    projections: Mapping[str, np.ndarray] = field(default_factory=dict)
+    imu_to_velo: np.ndarray | None = None
+
+    def velo_to_rect(self) -> np.ndarray:
+        """``(4, 4)`` homogeneous transform, LiDAR frame -> rectified camera frame: ``R0_rect · Tr_velo_to_cam``."""
+        return _homogeneous(self.r0_rect) @ _homogeneous(self.velo_to_cam)
+
+    def rect_to_velo(self) -> np.ndarray:
+        """``(4, 4)`` homogeneous transform, rectified camera frame -> LiDAR frame (the inverse of
+        :meth:`velo_to_rect`)."""
+        return np.linalg.inv(self.velo_to_rect())
+
+
+def _rotation(rotation_vector: Sequence[float]) -> np.ndarray:
+    """The ``(3, 3)`` rotation by ``|v|`` radians around the axis ``v`` (Rodrigues' formula)."""
+    vector = np.asarray(rotation_vector, dtype=np.float64)
+    angle = float(np.linalg.norm(vector))
+    x, y, z = vector / angle
+    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
+
+
+def kitti_like_calibration() -> KittiCalibration:
+    """A calibration like those of the KITTI recordings, for frames that have none of their own.
+
+    ``Tr_velo_to_cam`` is the axis permutation (LiDAR x forward -> camera z, y left -> -x, z up -> -y) turned by
+    about 1 degree, with the camera 27 cm ahead of and 8 cm below the LiDAR; ``R0_rect`` a rotation of about 0.8
+    degrees; ``P0`` .. ``P3`` KITTI's intrinsics (focal length 721.5 pixels) with its camera baselines;
+    ``Tr_imu_to_velo`` KITTI's IMU mounting, roughly.
+    """
+    intrinsics = np.array([[721.5377, 0.0, 609.5593], [0.0, 721.5377, 172.854], [0.0, 0.0, 1.0]])
+    camera_offsets = {"P0": (0.0, 0.0, 0.0), "P1": (-0.5372, 0.0, 0.0), "P2": (0.0599, -0.0003, 0.0027),
+                      "P3": (-0.4731, 0.0024, 0.0050)}
+    projections = {key: intrinsics @ np.column_stack([np.eye(3), offset]) for key, offset in camera_offsets.items()}
+    axis_permutation = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+    velo_to_cam = np.column_stack([_rotation((-0.0148, 0.0075, -0.0006)) @ axis_permutation,
+                                   (-0.0041, -0.0763, -0.2718)])
+    imu_to_velo = np.column_stack([_rotation((0.0085, 0.0020, -0.0008)), (-0.8087, 0.3196, -0.7997)])
+    return KittiCalibration(r0_rect=_rotation((0.0040, -0.0085, -0.0101)), velo_to_cam=velo_to_cam,
+                            projections=projections, imu_to_velo=imu_to_velo)
+
+
+def kitti_to_lidar_boxes(label_boxes: np.ndarray, calib: KittiCalibration) -> np.ndarray:
+    """LiDAR boxes of KITTI label boxes (the conversion of the module docstring).
+
+    Args:
+        label_boxes: ``(M, 7)`` the last seven fields of label lines, ``[h, w, l, x, y, z, rotation_y]``: metres,
+            the bottom-face centre in the rectified camera frame, radians.
+        calib: the frame's calibration.
+
+    Returns:
+        ``(M, 7)`` float64 ``[x, y, z, dx, dy, dz, yaw]``, the box centre in the LiDAR frame (metres), yaw around
+        +z in (-pi, pi].
+    """
+    label_boxes = np.asarray(label_boxes, dtype=np.float64).reshape(-1, 7)
+    height, width, length = label_boxes[:, 0], label_boxes[:, 1], label_boxes[:, 2]
+    rotation_y = label_boxes[:, 6]
+    centres_rect = label_boxes[:, 3:6] - np.column_stack([np.zeros_like(height), height / 2, np.zeros_like(height)])
+    rect_to_velo = calib.rect_to_velo()
+    centres = centres_rect @ rect_to_velo[:3, :3].T + rect_to_velo[:3, 3]
+    headings_rect = np.column_stack([np.cos(rotation_y), np.zeros_like(rotation_y), -np.sin(rotation_y)])
+    headings = headings_rect @ rect_to_velo[:3, :3].T
+    yaw = _wrap_angle(np.arctan2(headings[:, 1], headings[:, 0]))
+    return np.column_stack([centres, length, width, height, yaw])
+
+
+def lidar_to_kitti_boxes(boxes: np.ndarray, calib: KittiCalibration) -> np.ndarray:
+    """KITTI label boxes of LiDAR boxes: the exact inverse of :func:`kitti_to_lidar_boxes`.
+
+    ``rotation_y`` is the angle whose heading :func:`kitti_to_lidar_boxes` turns back into ``yaw`` (for the ideal
+    calibration ``-yaw - pi/2``; in general the heading is solved for in the rectified x-z plane).
+
+    Args:
+        boxes: ``(M, 7)`` ``[x, y, z, dx, dy, dz, yaw]``, LiDAR frame, metres, radians.
+        calib: the frame's calibration.
+
+    Returns:
+        ``(M, 7)`` float64 ``[h, w, l, x, y, z, rotation_y]``: metres, the bottom-face centre in the rectified
+        camera frame, ``rotation_y`` in (-pi, pi].
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    velo_to_rect = calib.velo_to_rect()
+    centres_rect = boxes[:, :3] @ velo_to_rect[:3, :3].T + velo_to_rect[:3, 3]
+    height = boxes[:, 5]
+    bottoms = centres_rect + np.column_stack([np.zeros_like(height), height / 2, np.zeros_like(height)])
+    # the LiDAR (x, y) heading of the rectified heading (cos ry, 0, -sin ry) is this (2, 2) matrix times
+    # (cos ry, -sin ry); solving for that vector gives a direction whose heading is exactly yaw
+    rect_xz_to_velo_xy = calib.rect_to_velo()[:2][:, [0, 2]]
+    cos_and_minus_sin = np.linalg.solve(rect_xz_to_velo_xy, np.stack([np.cos(boxes[:, 6]), np.sin(boxes[:, 6])]))
+    rotation_y = _wrap_angle(np.arctan2(-cos_and_minus_sin[1], cos_and_minus_sin[0]))
+    return np.column_stack([height, boxes[:, 4], boxes[:, 3], bottoms, rotation_y])
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a UTF-8 text file ({error})") from None
+
+
+def _parse_number(path: Path, line_number: int, name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{path}, line {line_number}: {name} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{path}, line {line_number}: {name} {text!r} is not a finite number")
+    return value
+
+
+def read_kitti_calibration(path: Path | str) -> KittiCalibration:
+    """Parse a KITTI calib file (see the module docstring).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file and the key for a line
+    that is not ``key: values``, a key given twice, a value that is not a finite number, a wrong number of
+    values, a missing ``R0_rect`` or ``Tr_velo_to_cam``, or a calibration whose transform is not invertible.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: calibration file not found")
+    values: dict[str, np.ndarray] = {}
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        key, colon, text = line.partition(":")
+        key = key.strip()
+        if not colon or not key:
+            raise ValueError(f"{path}, line {line_number}: expected 'key: values', got {line!r}")
+        if key not in _CALIB_SIZES:
+            continue
+        if key in values:
+            raise ValueError(f"{path}, line {line_number}: key {key} is given twice")
+        numbers = [_parse_number(path, line_number, f"{key} value", token) for token in text.split()]
+        if len(numbers) != _CALIB_SIZES[key]:
+            raise ValueError(f"{path}, line {line_number}: {key} has {len(numbers)} values, expected "
+                             f"{_CALIB_SIZES[key]}")
+        values[key] = np.array(numbers).reshape(3, -1)
+    for key in ("R0_rect", "Tr_velo_to_cam"):
+        if key not in values:
+            raise ValueError(f"{path}: calibration lacks {key} (a line '{key}: <{_CALIB_SIZES[key]} values>')")
+    calib = KittiCalibration(r0_rect=values["R0_rect"], velo_to_cam=values["Tr_velo_to_cam"],
+                             projections={key: values[key] for key in ("P0", "P1", "P2", "P3") if key in values},
+                             imu_to_velo=values.get("Tr_imu_to_velo"))
+    if abs(np.linalg.det(calib.velo_to_rect())) < 1e-9:
+        raise ValueError(f"{path}: R0_rect · Tr_velo_to_cam is not invertible")
+    return calib
+
+
+def _parse_labels(path: Path, calib: KittiCalibration, type_labels: Mapping[str, int], drop_types: frozenset[str]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The kept objects of one label file: ``(M, 7)`` float32 LiDAR boxes and ``(M,)`` int64 labels."""
+    label_boxes: list[list[float]] = []
+    labels: list[int] = []
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) not in (len(LABEL_FIELDS), len(LABEL_FIELDS) + 1):
+            raise ValueError(f"{path}, line {line_number}: {len(fields)} fields, expected {len(LABEL_FIELDS)} "
+                             f"({' '.join(LABEL_FIELDS)}) or {len(LABEL_FIELDS) + 1} (with a score)")
+        numbers = [_parse_number(path, line_number, name, text)
+                   for name, text in zip(_NUMERIC_LABEL_FIELDS[:len(fields) - 1], fields[1:], strict=True)]
+        kitti_type = fields[0]
+        if kitti_type in drop_types:
+            continue
+        if kitti_type not in type_labels:
+            raise ValueError(f"{path}, line {line_number}: KITTI type {kitti_type!r} is in no class_map entry; add "
+                             f"it to class_map or drop_types")
+        height, width, length = numbers[7:10]
+        if min(height, width, length) < 0:
+            raise ValueError(f"{path}, line {line_number}: negative dimension h={height:g} w={width:g} l={length:g} "
+                             f"(expected metres >= 0)")
+        label_boxes.append(numbers[7:14])
+        labels.append(type_labels[kitti_type])
+    boxes = kitti_to_lidar_boxes(np.array(label_boxes).reshape(-1, 7), calib)
+    return boxes.astype(np.float32), np.array(labels, dtype=np.int64)
+
+
+def _read_frame_list(path: Path) -> list[str]:
+    """The frame ids of a split file, one a line (blank lines skipped)."""
+    frames: dict[str, int] = {}
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 1 or not _FRAME_ID.fullmatch(fields[0]):
+            raise ValueError(f"{path}, line {line_number}: expected one frame id (letters, digits, '_', '-') a "
+                             f"line, got {line!r}")
+        if fields[0] in frames:
+            raise ValueError(f"{path}, line {line_number}: frame {fields[0]} is listed twice (first on line "
+                             f"{frames[fields[0]]})")
+        frames[fields[0]] = line_number
+    return list(frames)
+
+
+def _read_drives(path: Path) -> dict[str, tuple[str, float]]:
+    """``{frame id: (drive name, timestamp seconds)}`` of a ``drives.txt``."""
+    drives: dict[str, tuple[str, float]] = {}
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3:
+            raise ValueError(f"{path}, line {line_number}: expected '<frame_id> <drive> <timestamp_seconds>', got "
+                             f"{line!r}")
+        frame, drive, timestamp = fields
+        if frame in drives:
+            raise ValueError(f"{path}, line {line_number}: frame {frame} is listed twice")
+        drives[frame] = (drive, _parse_number(path, line_number, "timestamp", timestamp))
+    return drives
+
+
+def _frame_order(frame_id: str) -> tuple[int, int, str]:
+    """Sort key: numeric ids in numeric order, then the others as text."""
+    if frame_id.isascii() and frame_id.isdigit():
+        return 0, int(frame_id), frame_id
+    return 1, 0, frame_id
+
+
+def _inside_range(xyz: np.ndarray, point_range: np.ndarray) -> np.ndarray:
+    """Mask of the ``(N, 3)`` positions inside ``point_range`` ``[xmin, ymin, zmin, xmax, ymax, zmax]`` (bounds
+    inclusive)."""
+    return ((xyz >= point_range[:3]) & (xyz <= point_range[3:])).all(axis=1)
+
+
+def _type_names(value: Any, what: str) -> list[str]:
+    """A list of KITTI type names (a single name is a list of one)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, Sequence) or not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"KittiDataset: {what} must be a list of KITTI type names, got {value!r}")
+    return list(names)
+
+
+class KittiDataset(IndexedSplits[np.ndarray]):
+    """LiDAR frames in KITTI layout (see the module docstring), as one dataset indexed by absolute index.
+
+    Absolute indices: the pool frames first, then val, then test, each split in ascending frame id (numeric ids
+    in numeric order). ``split_indices(split)`` gives a split's absolute indices. Every listed frame's label and
+    calib file is read and validated, and its point file's size checked, at construction (nothing is
+    half-loaded: any problem raises before the dataset exists); boxes are converted to the LiDAR frame once,
+    then; points are read lazily in ``__getitem__``, and :meth:`num_boxes` / :meth:`box_labels` never read a
+    point file.
+
+    Rules:
+
+    - objects of ``drop_types`` are dropped (their values need only be numbers: KITTI's DontCare lines carry
+      -1 dimensions); an object of a type that neither ``class_map`` nor ``drop_types`` names is an error;
+    - with ``point_range``, points outside it are dropped when read, and boxes whose centre is outside it are
+      dropped at construction (bounds inclusive);
+    - a frame whose label file is empty (or keeps no object) stays in the dataset with zero boxes: confirming
+      that a frame holds nothing to detect is information that active learning pays for too.
+
+    Splits: 'pool' comes from a split file or, with ``splits=None``, is every frame of ``root/velodyne``; 'val'
+    and 'test' either have their own split file or are carved out of the pool by ``held_out``, whole drives at a
+    time, exactly as in :class:`~alcv.data.coco.CocoDataset` (the drives, in the order of their first frame, are
+    shuffled by ``split_seed``; the first ``round(fraction x drives)``, at least one for a fraction > 0, go to
+    'test', the next ones to 'val'). Without ``drives.txt`` every frame is a drive, so the fractions are
+    fractions of frames.
+
+    Drives and time: see the module docstring. Drive ids are consecutive ints from 0 in the order of each
+    drive's first absolute index, counted per split, so no drive id spans two splits.
+
+    Bad input raises ``FileNotFoundError`` for missing files (a frame listed in a split file but without its
+    ``.bin``, label or calib file names the split file and the frame id) and ``ValueError`` naming the file,
+    the line and the problem for: a label line with a wrong number of fields, a value that is not a finite
+    number, a negative dimension or an unmapped type; a calib file that lacks ``R0_rect`` or
+    ``Tr_velo_to_cam`` or has a wrong number of values; a ``.bin`` whose size is not a multiple of 16 bytes; a
+    frame id listed twice or in two splits; a ``drives.txt`` that misses a frame; a 'pool' or 'test' split
+    without frames; and bad arguments.
+
+    Args:
+        root: the folder holding ``velodyne``, ``label_2`` and ``calib``.
+        class_map: each alcv class name -> the KITTI types that become it, e.g. ``{"vehicle": ["Car", "Van"],
+            "pedestrian": ["Pedestrian"]}``; its keys, in order, are ``class_names`` (label ``i`` is the
+            ``i``-th key). A type may map to one class only.
+        splits: each alcv split ('pool', 'val', 'test') -> the stem of its ``ImageSets`` file (a None entry: no
+            file), e.g. ``{"pool": "train", "test": "val"}``; None: every frame of ``velodyne`` is the pool.
+        drop_types: KITTI types that are not objects to detect.
+        point_range: ``[xmin, ymin, zmin, xmax, ymax, zmax]``, LiDAR frame, metres, or None (keep everything).
+        held_out: ``{"test": fraction, "val": fraction}`` of the pool's drives that become those splits;
+            fractions are in [0, 1) and sum to less than 1.
+        split_seed: the seed of the held-out drives' shuffle.
+        cache_size: point clouds kept in a per-process LRU cache (0: none). With DataLoader workers each worker
+            keeps its own cache; a cached frame takes 16 bytes a point.
+    """
+
+    modality: ClassVar[str] = "lidar"
+
+    def __init__(self, root: Path | str, class_map: Mapping[str, Sequence[str]],
+                 splits: Mapping[str, str | None] | None = DEFAULT_SPLITS, drop_types: Sequence[str] = ("DontCare",),
+                 point_range: Sequence[float] | None = None, held_out: Mapping[str, float] | None = None,
+                 split_seed: int = 0, cache_size: int = 0) -> None:
+        if not is_integer(split_seed):
+            raise ValueError(f"KittiDataset: 'split_seed' must be an int, got {split_seed!r}")
+        self.root = Path(root)
+        super().__init__(cache_size)
+        self.point_range = self._check_point_range(point_range)
+        self.drop_types = frozenset(_type_names(drop_types, "'drop_types'"))
+        type_labels = self._check_class_map(class_map, self.drop_types)
+        self.class_names: tuple[str, ...] = tuple(str(name) for name in class_map)
+        fractions = check_held_out(held_out, "KittiDataset")
+        split_frames = self._split_frames(splits, fractions)
+        drives_file = self.root / "drives.txt"
+        drives = _read_drives(drives_file) if drives_file.is_file() else None
+
+        parsed_splits: dict[str, list[dict[str, Any]]] = {}
+        for split, (source, frames) in split_frames.items():
+            parsed_splits[split] = []
+            for frame in frames:
+                record = self._read_frame(frame, source, type_labels)
+                if drives is None:
+                    record.update(drive=("frame", frame), timestamp=0.0)
+                elif frame in drives:
+                    record.update(drive=("drive", drives[frame][0]), timestamp=drives[frame][1])
+                else:
+                    raise ValueError(f"{drives_file}: frame {frame} (listed in {source}) has no line; list every "
+                                     f"frame or remove the file")
+                parsed_splits[split].append(record)
+        if fractions:
+            parsed_splits.update(hold_out(parsed_splits["pool"], fractions, split_seed, split_frames["pool"][0]))
+
+        sources = {split: source for split, (source, _) in split_frames.items()}
+        records = self._index_splits(parsed_splits, sources, box_width=7, noun="frames")
+        self._frame_ids = np.array([record["frame"] for record in records], dtype=str)
+
+    @staticmethod
+    def _check_point_range(point_range: Sequence[float] | None) -> np.ndarray | None:
+        if point_range is None:
+            return None
+        bounds = list(point_range) if isinstance(point_range, Sequence) else []
+        if len(bounds) != 6 or not all(is_number(v) and math.isfinite(v) for v in bounds) \
+                or not all(low < high for low, high in zip(bounds[:3], bounds[3:], strict=True)):
+            raise ValueError(f"KittiDataset: 'point_range' must be [xmin, ymin, zmin, xmax, ymax, zmax] (finite, "
+                             f"min < max) or null, got {point_range!r}")
+        return np.array(bounds, dtype=np.float32)
+
+    @staticmethod
+    def _check_class_map(class_map: Mapping[str, Sequence[str]], drop_types: frozenset[str]) -> dict[str, int]:
+        """``{KITTI type: alcv label}`` of a checked ``class_map``."""
+        if not isinstance(class_map, Mapping) or not class_map:
+            raise ValueError(f"KittiDataset: 'class_map' must be a non-empty mapping of class name -> KITTI types, "
+                             f"got {class_map!r}")
+        type_labels: dict[str, int] = {}
+        names = list(class_map)
+        for label, (name, types) in enumerate(class_map.items()):
+            kitti_types = _type_names(types, f"class_map[{name!r}]")
+            if not kitti_types:
+                raise ValueError(f"KittiDataset: class_map[{name!r}] names no KITTI type")
+            for kitti_type in kitti_types:
+                if kitti_type in type_labels:
+                    raise ValueError(f"KittiDataset: class_map: KITTI type {kitti_type!r} is mapped to both "
+                                     f"{names[type_labels[kitti_type]]!r} and {name!r}")
+                if kitti_type in drop_types:
+                    raise ValueError(f"KittiDataset: KITTI type {kitti_type!r} is in both class_map[{name!r}] and "
+                                     f"drop_types")
+                type_labels[kitti_type] = label
+        return type_labels
+
+    def _split_file(self, stem: str) -> Path:
+        """``ImageSets/<stem>.txt`` in ``root``, else beside it (the OpenPCDet layout)."""
+        candidates = [self.root / "ImageSets" / f"{stem}.txt", self.root.parent / "ImageSets" / f"{stem}.txt"]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"KittiDataset: split file {stem}.txt not found (looked for "
+                                f"{' and '.join(str(c) for c in candidates)})")
+
+    def _split_frames(self, splits: Mapping[str, str | None] | None, fractions: Mapping[str, float]
+                      ) -> dict[str, tuple[Path, list[str]]]:
+        """``{split: (where its frames are listed, frame ids in ascending order)}`` of the splits with a source."""
+        if splits is None:
+            check_split_names(["pool"], fractions, "KittiDataset", "<ImageSets stem>")
+            velodyne = self.root / "velodyne"
+            if not velodyne.is_dir():
+                raise FileNotFoundError(f"KittiDataset: point folder {velodyne} not found")
+            frames = [path.stem for path in velodyne.glob("*.bin")]
+            odd = [frame for frame in frames if not _FRAME_ID.fullmatch(frame)]
+            if odd:
+                raise ValueError(f"{velodyne}: frame id(s) {sorted(odd)[:5]} are not made of letters, digits, '_' "
+                                 f"and '-'")
+            sources: dict[str, tuple[Path, list[str]]] = {"pool": (velodyne, frames)}
+        else:
+            if not isinstance(splits, Mapping):
+                raise ValueError(f"KittiDataset: 'splits' must map split names to ImageSets file stems, got "
+                                 f"{splits!r}")
+            splits = {name: stem for name, stem in splits.items() if stem is not None}
+            check_split_names(list(splits), fractions, "KittiDataset", "<ImageSets stem>")
+            sources = {}
+            for name, stem in splits.items():
+                if not isinstance(stem, str) or not _FRAME_ID.fullmatch(stem):
+                    raise ValueError(f"KittiDataset: splits[{name!r}] must be an ImageSets file stem, got {stem!r}")
+                path = self._split_file(stem)
+                sources[str(name)] = (path, _read_frame_list(path))
+        owner: dict[str, str] = {}
+        for name, (path, frames) in sources.items():
+            for frame in frames:
+                if frame in owner:
+                    raise ValueError(f"{path}: frame {frame} of the '{name}' split is also in the '{owner[frame]}' "
+                                     f"split ({sources[owner[frame]][0]})")
+                owner[frame] = name
+        return {name: (path, sorted(frames, key=_frame_order)) for name, (path, frames) in sources.items()}
+
+    def _read_frame(self, frame: str, source: Path, type_labels: Mapping[str, int]) -> dict[str, Any]:
+        """The checked files of ``frame`` (listed in ``source``): its kept LiDAR boxes and labels."""
+        points = self.root / "velodyne" / f"{frame}.bin"
+        label = self.root / "label_2" / f"{frame}.txt"
+        calib = self.root / "calib" / f"{frame}.txt"
+        for kind, path in (("point", points), ("label", label), ("calib", calib)):
+            if not path.is_file():
+                raise FileNotFoundError(f"{source}: frame {frame}: {kind} file {path} not found")
+        size = points.stat().st_size
+        if size % _POINT_BYTES:
+            raise ValueError(f"{points}: {size} bytes is not a multiple of {_POINT_BYTES} (float32 x, y, z, "
+                             f"reflectance a point)")
+        boxes, labels = _parse_labels(label, read_kitti_calibration(calib), type_labels, self.drop_types)
+        if self.point_range is not None:
+            inside = _inside_range(boxes[:, :3], self.point_range)
+            boxes, labels = boxes[inside], labels[inside]
+        return {"frame": frame, "boxes": boxes, "labels": labels}
+
+    def frame_id(self, index: int) -> str:
+        """The KITTI frame id (file stem) of absolute index ``index``."""
+        return str(self._frame_ids[self._check_index(index)])
+
+    def velodyne_path(self, index: int) -> Path:
+        """The point file of absolute index ``index``."""
+        return self.root / "velodyne" / f"{self.frame_id(index)}.bin"
+
+    def _points(self, index: int) -> np.ndarray:
+        """``(N, 4)`` float32 points of frame ``index`` inside ``point_range``, read from its file."""
+        path = self.velodyne_path(index)
+        values = np.fromfile(path, dtype="<f4")
+        if values.size % 4:
+            raise ValueError(f"{path}: {values.size * 4} bytes is not a multiple of {_POINT_BYTES} (changed since "
+                             f"the dataset was built?)")
+        points = values.reshape(-1, 4).astype(np.float32, copy=False)
+        if self.point_range is not None:
+            points = points[_inside_range(points[:, :3], self.point_range)]
+        return points
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The item at absolute ``index`` (the contract of :mod:`alcv.data.lidar_dataset`)."""
+        index = self._check_index(index)
+        points = self._cached(index, self._points).copy()  # a transform may write into its input, not the cache
+        boxes, labels = self._annotations(index)
+        return {
+            "index": index,
+            "points": torch.from_numpy(points),
+            "boxes": torch.tensor(boxes),
+            "labels": torch.tensor(labels),
+            "drive_id": int(self._drive_ids[index]),
+            "timestamp": float(self._timestamps[index]),
+        }
+
+
+def _calibration_text(calib: KittiCalibration) -> str:
+    """The calib file of ``calib``, in KITTI's key order and number format."""
+    matrices = {**calib.projections, "R0_rect": calib.r0_rect, "Tr_velo_to_cam": calib.velo_to_cam}
+    if calib.imu_to_velo is not None:
+        matrices["Tr_imu_to_velo"] = calib.imu_to_velo
+    return "".join(f"{key}: {' '.join(f'{value:.12e}' for value in np.ravel(matrices[key]))}\n"
+                   for key in _CALIB_SIZES if key in matrices)
+
+
+def _image_box(boxes: np.ndarray, calib: KittiCalibration) -> np.ndarray:
+    """``(M, 4)`` ``[left, top, right, bottom]`` camera-2 pixel boxes of ``(M, 7)`` LiDAR boxes: the projected
+    corners' extent clipped to :data:`KITTI_IMAGE_SIZE`, or ``-1`` x 4 for a box with a corner behind the camera,
+    outside the image, or without ``P2``."""
+    image_boxes = np.full((len(boxes), 4), -1.0)
+    projection = calib.projections.get("P2")
+    if projection is None or not len(boxes):
+        return image_boxes
+    velo_to_rect = calib.velo_to_rect()
+    corners = box_corners(boxes) @ velo_to_rect[:3, :3].T + velo_to_rect[:3, 3]  # (M, 8, 3) rectified
+    pixels = corners @ projection[:, :3].T + projection[:, 3]
+    in_front = (pixels[..., 2] > 0).all(axis=1)
+    depth = np.where(pixels[..., 2] > 0, pixels[..., 2], 1.0)
+    u, v = pixels[..., 0] / depth, pixels[..., 1] / depth
+    width, height = KITTI_IMAGE_SIZE
+    clipped = np.column_stack([np.clip(u.min(axis=1), 0, width), np.clip(v.min(axis=1), 0, height),
+                               np.clip(u.max(axis=1), 0, width), np.clip(v.max(axis=1), 0, height)])
+    visible = in_front & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    image_boxes[visible] = clipped[visible]
+    return image_boxes
+
+
+def _label_text(boxes: np.ndarray, labels: np.ndarray, calib: KittiCalibration, type_names: Sequence[str]) -> str:
+    """The label file of one frame's ``(M, 7)`` LiDAR boxes and ``(M,)`` labels."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    label_boxes = lidar_to_kitti_boxes(boxes, calib)
+    alphas = _wrap_angle(label_boxes[:, 6] - np.arctan2(label_boxes[:, 3], label_boxes[:, 5]))
+    lines = []
+    for label, alpha, image_box, label_box in zip(labels.tolist(), alphas, _image_box(boxes, calib), label_boxes,
+                                                  strict=True):
+        lines.append(f"{type_names[label]} 0.00 0 {alpha:.6f} {' '.join(f'{v:.2f}' for v in image_box)} "
+                     f"{' '.join(f'{v:.6f}' for v in label_box)}\n")
+    return "".join(lines)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] = SPLITS,
+                calib: KittiCalibration | None = None, type_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write the LiDAR ``dataset``'s ``splits`` under ``root`` in KITTI layout (see the module docstring).
+
+    Each frame's id is its absolute index, ``%06d``. Written per frame: ``velodyne/<id>.bin`` (the item's points,
+    float32, exactly), ``calib/<id>.txt`` (``calib``; default :func:`kitti_like_calibration`, whose non-trivial
+    rotations make a round trip exercise the transforms) and ``label_2/<id>.txt``, one line a box:
+    ``type_names[label]`` (default: the class names), truncation 0.00, occlusion 0, ``alpha = rotation_y -
+    atan2(x, z)`` (the observation angle), the 2D box (the extent of the corners projected with ``P2``, clipped to
+    the 1242 x 375 image; ``-1 -1 -1 -1`` for a box with a corner behind the camera or outside the image: KITTI
+    labels the front camera's objects only, alcv writes all of them since the LiDAR sees all around), then ``h w
+    l x y z rotation_y`` from :func:`lidar_to_kitti_boxes`, metres and radians with 6 decimals (the round trip is
+    exact to 1e-5). Then ``drives.txt`` (the items' ``drive_id`` and ``timestamp``) and last, atomically,
+    ``ImageSets/<split>.txt`` for each split with frames, so a split file lists only frames fully written.
+
+    Returns the keyword arguments with which :class:`KittiDataset` reads it back: ``root``, ``class_map`` (each
+    class name -> its type name) and ``splits`` (each written split -> its ImageSets stem, the split's name).
+    Raises ``ValueError`` for a dataset whose items are not point clouds, bad ``type_names`` or an unknown split,
+    and ``FileExistsError`` for a ``root`` that already holds something, before writing anything.
+    """
+    if getattr(dataset, "modality", None) != "lidar":
+        raise ValueError(f"write_kitti: {type(dataset).__name__} holds {getattr(dataset, 'modality', '?')} frames; "
+                         f"KITTI export needs LiDAR point clouds (e.g. data=synthetic_lidar)")
+    class_names = list(dataset.class_names)
+    type_names = class_names if type_names is None else list(type_names)
+    if len(type_names) != len(class_names) or len(set(type_names)) != len(type_names) \
+            or not all(isinstance(name, str) and _FRAME_ID.fullmatch(name) for name in type_names):
+        raise ValueError(f"write_kitti: 'type_names' must be {len(class_names)} distinct names of letters, digits, "
+                         f"'_' and '-', one for each of {class_names}, got {type_names!r}")
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown:
+        raise ValueError(f"write_kitti: unknown split(s) {unknown}; expected some of {list(SPLITS)}")
+    calib = kitti_like_calibration() if calib is None else calib
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise FileExistsError(f"{root} already exists and is not an empty folder; write into a new folder")
+    split_indices = {split: dataset.split_indices(split) for split in splits}
+    split_indices = {split: indices for split, indices in split_indices.items() if indices.size}
+    for folder in ("velodyne", "label_2", "calib", "ImageSets"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    calib_text = _calibration_text(calib)
+    drive_lines: dict[int, str] = {}
+    for indices in split_indices.values():
+        for index in indices.tolist():
+            item = dataset[index]
+            frame = f"{index:06d}"
+            item["points"].numpy().astype("<f4").tofile(root / "velodyne" / f"{frame}.bin")
+            (root / "calib" / f"{frame}.txt").write_text(calib_text, encoding="utf-8")
+            label_text = _label_text(item["boxes"].numpy(), item["labels"].numpy(), calib, type_names)
+            (root / "label_2" / f"{frame}.txt").write_text(label_text, encoding="utf-8")
+            drive_lines[index] = f"{frame} {int(item['drive_id'])} {float(item['timestamp'])!r}\n"
+    _write_atomically(root / "drives.txt", "".join(drive_lines[index] for index in sorted(drive_lines)))
+    for split, indices in split_indices.items():
+        _write_atomically(root / "ImageSets" / f"{split}.txt", "".join(f"{index:06d}\n" for index in indices.tolist()))
+    class_map = {name: [type_name] for name, type_name in zip(class_names, type_names, strict=True)}
+    return {"root": str(root), "class_map": class_map, "splits": {split: split for split in split_indices}}
