@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from alcv.config import CONFIG_DIR
 from alcv.data.datamodule import ActiveDataModule
-from alcv.data.export import coco_overrides, export_coco
+from alcv.data.export import coco_overrides, export_coco, export_kitti, kitti_overrides
 from alcv.loop import run
 from alcv.pool import LabelPool
 from alcv.study.results import read_results
@@ -36,18 +36,24 @@ def test_every_group_has_options_and_every_option_names_a_target() -> None:
 
 @pytest.mark.parametrize("option", options("data"))
 def test_data_options_instantiate(compose_cfg: Compose, option: str, tmp_path: Path) -> None:
-    overrides = []
-    if option == "coco":  # COCO folders are the user's: read the synthetic camera world exported to COCO
+    overrides = []  # COCO and KITTI folders are the user's: read the synthetic worlds exported to them
+    if option == "coco":
         camera = hydra.utils.instantiate(compose_cfg("data=synthetic_camera", *TINY_CAMERA_WORLD).data.dataset)
         overrides = coco_overrides(export_coco(camera, tmp_path / "coco"), camera.class_names)
+    elif option == "kitti":
+        lidar_world = [override for override in TINY if override.startswith("data.dataset.world")]
+        lidar = hydra.utils.instantiate(compose_cfg("data=synthetic_lidar", *lidar_world).data.dataset)
+        overrides = kitti_overrides(export_kitti(lidar, tmp_path / "kitti"))
     datamodule = hydra.utils.instantiate(compose_cfg(f"data={option}", *overrides).data)
     assert isinstance(datamodule, ActiveDataModule)
     assert datamodule.class_names == ("vehicle", "pedestrian", "golf_cart")
 
 
-def test_data_coco_without_folders_names_the_missing_setting(compose_cfg: Compose) -> None:
-    with pytest.raises(Exception, match=r"Missing mandatory value: data\.dataset\.splits\.pool\.images"):
-        hydra.utils.instantiate(compose_cfg("data=coco").data)
+@pytest.mark.parametrize(("option", "setting"), [("coco", "data.dataset.splits.pool.images"),
+                                               ("kitti", "data.dataset.root")])
+def test_data_folders_not_given_name_the_missing_setting(compose_cfg: Compose, option: str, setting: str) -> None:
+    with pytest.raises(Exception, match=rf"Missing mandatory value: {setting.replace('.', '[.]')}"):
+        hydra.utils.instantiate(compose_cfg(f"data={option}").data)
 
 
 #: the data each detector family reads: 2D (torchvision) detectors take camera images

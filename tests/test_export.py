@@ -9,11 +9,11 @@ import hydra
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_2D, TINY_CAMERA_WORLD
+from conftest import TINY, TINY_2D, TINY_CAMERA_WORLD
 from omegaconf import DictConfig
 
 from alcv.data.coco import CocoDataset
-from alcv.data.export import coco_overrides, export_coco, main
+from alcv.data.export import coco_overrides, export_coco, kitti_overrides, main
 from alcv.data.synthetic_camera import SyntheticCameraDataset
 from alcv.loop import run
 from alcv.study.results import SELECTIONS_FILE, read_jsonl, read_results
@@ -106,3 +106,28 @@ def test_a_class_map_on_the_command_line_groups_categories(camera_dataset: Synth
     for index in dataset.split_indices("pool")[:20].tolist():
         original = camera_dataset[dataset.image_id(index) - 1]["labels"]
         assert dataset.box_labels(index).tolist() == [0 if label != 1 else 1 for label in original.tolist()]
+
+
+def test_the_loop_runs_on_an_exported_kitti_folder_through_data_kitti(compose_cfg: Compose, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_world = [override for override in TINY if override.startswith("data.dataset.world")]
+    main(["kitti", str(tmp_path / "kitti"), *tiny_world])
+    printed = capsys.readouterr().out
+    assert "read it back with:\n  alcv data=kitti 'data.dataset.root=" in printed
+    lidar = hydra.utils.instantiate(compose_cfg("data=synthetic_lidar", *tiny_world).data.dataset)
+    overrides = kitti_overrides({"root": str(tmp_path / "kitti"),
+                                 "splits": {"pool": "pool", "val": "val", "test": "test"}})
+    tiny_training = [override for override in TINY if not override.startswith("data.dataset.world")]
+    cfg = compose_cfg("data=kitti", *overrides, *tiny_training, "logger=none", "data.num_workers=0")
+    kitti = hydra.utils.instantiate(cfg.data.dataset)
+    assert kitti.class_names == lidar.class_names
+    assert kitti.split_indices("test").size == lidar.split_indices("test").size
+    assert sum(kitti.num_boxes(i) for i in kitti.split_indices("pool")) == \
+        sum(lidar.num_boxes(i) for i in lidar.split_indices("pool"))
+    records = run(cfg)
+    assert [r["dataset"] for r in records] == ["kitti", "kitti"]
+    assert [r["n_labeled_frames"] for r in records] == [10, 20]
+    assert set(records[0]["ap_per_class"]) == {"vehicle", "pedestrian", "golf_cart"}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["kitti", str(tmp_path / "kitti"), *tiny_world])
+    assert exit_info.value.code == 2

@@ -29,7 +29,15 @@ from PIL import Image as PILImage
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from alcv.data.splits import IndexedSplits, check_held_out, check_split_names, hold_out, is_integer, is_number
+from alcv.data.splits import (
+    IndexedSplits,
+    check_held_out,
+    check_split_names,
+    class_map_for,
+    hold_out,
+    is_integer,
+    is_number,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +145,7 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
         super().__init__(cache_size)
         if not is_integer(split_seed):
             raise ValueError(f"CocoDataset: 'split_seed' must be an int, got {split_seed!r}")
-        class_entries = self._check_class_map(_class_map_for(class_map, class_names))
+        class_entries = self._check_class_map(class_map_for(class_map, class_names, "CocoDataset"))
         self.class_names: tuple[str, ...] = tuple(class_entries)
         fractions = check_held_out(held_out, "CocoDataset")
         split_paths = self._check_splits(splits, fractions)
@@ -230,28 +238,6 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
             "drive_id": int(self._drive_ids[index]),
             "timestamp": float(self._timestamps[index]),
         }
-
-
-def _class_map_for(class_map: Mapping[str, Any] | None, class_names: Sequence[str] | None
-                   ) -> Mapping[str, Any]:
-    """The class map of every class in ``class_names`` order (a class the map does not name: its own name)."""
-    if class_names is None:
-        if class_map is None:
-            raise ValueError("CocoDataset: give 'class_names', 'class_map' or both")
-        return class_map
-    if isinstance(class_names, str) or not isinstance(class_names, Sequence) or not class_names \
-            or not all(isinstance(name, str) for name in class_names) or len(set(class_names)) != len(class_names):
-        raise ValueError(f"CocoDataset: 'class_names' must be a non-empty list of distinct strings, got "
-                         f"{class_names!r}")
-    class_map = {} if class_map is None else class_map
-    if not isinstance(class_map, Mapping):
-        raise ValueError(f"CocoDataset: 'class_map' must be a mapping of class name -> COCO category names or "
-                         f"ids, got {class_map!r}")
-    unknown = [str(name) for name in class_map if name not in class_names]
-    if unknown:
-        raise ValueError(f"CocoDataset: class_map names class(es) {unknown} that are not in class_names "
-                         f"{list(class_names)}")
-    return {name: class_map.get(name, [name]) for name in class_names}
 
 
 def _load_json(path: Path) -> dict[str, Any]:

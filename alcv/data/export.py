@@ -1,13 +1,18 @@
 """Export a dataset to a standard on-disk layout, so that real-data loaders can be exercised on whole datasets
 and users can see the format their own data needs.
 
-``alcv-export coco OUT [overrides ...]`` writes the dataset of the composed config (by default the embedded
-synthetic camera world: ``data=synthetic_camera``) in COCO layout, one folder per split::
+``alcv-export coco OUT [overrides ...]`` writes the camera dataset of the composed config (by default the
+embedded synthetic camera world: ``data=synthetic_camera``) in COCO layout, one folder per split::
 
     OUT/pool/images/000001.png ... OUT/pool/instances.json
     OUT/val/...  OUT/test/...
 
-and ``alcv data=coco`` reads it back (see :func:`export_coco` for the exact fields and the command).
+``alcv-export kitti OUT [overrides ...]`` writes the LiDAR dataset of the composed config (by default the
+synthetic LiDAR world: ``data=synthetic_lidar``) in KITTI layout (:func:`alcv.data.kitti.write_kitti`):
+``OUT/velodyne``, ``OUT/label_2``, ``OUT/calib``, ``OUT/ImageSets/{pool,val,test}.txt`` and ``OUT/drives.txt``.
+
+Both print the ``alcv data=coco ...`` / ``alcv data=kitti ...`` command that reads the export back, and never
+write into a folder that already holds something.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import argparse
 import json
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +31,13 @@ from PIL import Image
 
 from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.data.datamodule import SplitDataset
+from alcv.data.kitti import write_kitti
 from alcv.data.splits import SPLITS
 
-__all__ = ["coco_overrides", "export_coco", "main"]
+__all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main"]
+
+#: KITTI's type names for alcv's synthetic classes (golf carts are not a KITTI type: a custom one)
+KITTI_TYPES = {"vehicle": "Car", "pedestrian": "Pedestrian", "golf_cart": "GolfCart"}
 
 
 def _empty_or_new(folder: Path) -> None:
@@ -101,31 +110,54 @@ def coco_overrides(splits: dict[str, dict[str, str]], class_names: Sequence[str]
     return [*overrides, f"data.dataset.class_names=[{','.join(class_names)}]", "data.dataset.class_map=null"]
 
 
+def kitti_overrides(written: Mapping[str, Any]) -> list[str]:
+    """The Hydra overrides with which ``alcv data=kitti`` reads what :func:`export_kitti` wrote."""
+    splits = ", ".join(f"{split}: {stem}" for split, stem in written["splits"].items())
+    return [f'data.dataset.root="{written["root"]}"', f"data.dataset.splits={{{splits}}}"]
+
+
+def export_kitti(dataset: SplitDataset, out_dir: Path | str) -> dict[str, Any]:
+    """Write the LiDAR ``dataset`` under ``out_dir`` in KITTI layout (:func:`alcv.data.kitti.write_kitti`), with
+    KITTI's type names for alcv's classes (:data:`KITTI_TYPES`), so ``data=kitti``'s class map reads it as is."""
+    type_names = [KITTI_TYPES.get(name, name) for name in dataset.class_names]
+    return write_kitti(dataset, Path(out_dir).resolve(), type_names=type_names)
+
+
+#: what each format writes, the data config it is read back with, and the data it exports by default
+_FORMATS = {"coco": ("data=synthetic_camera", "data=coco model=fcos_tiny"),
+            "kitti": ("data=synthetic_lidar", "data=kitti")}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``alcv-export coco OUT [overrides ...]``: export the configured dataset (see the module docstring)."""
+    """``alcv-export {coco,kitti} OUT [overrides ...]``: export the configured dataset (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog="alcv-export", description="Write the dataset of the alcv config (after Hydra overrides such as "
-        "data=synthetic_camera data.dataset.world.lidar_world.pool_frames=200) to a standard layout.")
-    parser.add_argument("format", choices=["coco"], help="the layout to write")
+        "data.dataset.world.pool_frames=200) to a standard layout: COCO for camera data (default "
+        "data=synthetic_camera), KITTI for LiDAR data (default data=synthetic_lidar).")
+    parser.add_argument("format", choices=sorted(_FORMATS), help="the layout to write")
     parser.add_argument("out", type=Path, help="a new (or empty) output folder")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the alcv config (default: "
-                        "data=synthetic_camera)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the alcv config")
     args = parser.parse_args(argv)
+    default_data, read_back = _FORMATS[args.format]
     overrides = list(args.overrides)
     if not any(override.startswith("data=") for override in overrides):
-        overrides.insert(0, "data=synthetic_camera")
+        overrides.insert(0, default_data)
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     dataset = hydra.utils.instantiate(cfg.data.dataset)
     try:
-        written = export_coco(dataset, args.out)
+        if args.format == "coco":
+            written = export_coco(dataset, args.out)
+            read_overrides = coco_overrides(written, dataset.class_names)
+        else:
+            read_overrides = kitti_overrides(export_kitti(dataset, args.out))
     except (ValueError, FileExistsError) as error:
         parser.exit(2, f"alcv-export: {error}\n")
-    for split, paths in written.items():
-        print(f"{split}: {len(dataset.split_indices(split))} frames -> {paths['annotations']}")
-    command = " ".join(shlex.quote(o) for o in coco_overrides(written, dataset.class_names))
-    print(f"read it back with:\n  alcv data=coco model=fcos_tiny {command}")
+    for split in SPLITS:
+        print(f"{split}: {len(dataset.split_indices(split))} frames")
+    command = " ".join(shlex.quote(override) for override in read_overrides)
+    print(f"written to {args.out.resolve()}; read it back with:\n  alcv {read_back} {command}")
 
 
 if __name__ == "__main__":

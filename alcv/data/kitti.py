@@ -54,7 +54,16 @@ import numpy as np
 import torch
 
 from alcv.data.datamodule import SplitDataset
-from alcv.data.splits import SPLITS, IndexedSplits, check_held_out, check_split_names, hold_out, is_integer, is_number
+from alcv.data.splits import (
+    SPLITS,
+    IndexedSplits,
+    check_held_out,
+    check_split_names,
+    class_map_for,
+    hold_out,
+    is_integer,
+    is_number,
+)
 from alcv.geometry import box_corners
 
 __all__ = ["KITTI_IMAGE_SIZE", "KittiCalibration", "KittiDataset", "kitti_like_calibration",
@@ -375,8 +384,10 @@ class KittiDataset(IndexedSplits[np.ndarray]):
     Args:
         root: the folder holding ``velodyne``, ``label_2`` and ``calib``.
         class_map: each alcv class name -> the KITTI types that become it, e.g. ``{"vehicle": ["Car", "Van"],
-            "pedestrian": ["Pedestrian"]}``; its keys, in order, are ``class_names`` (label ``i`` is the
-            ``i``-th key). A type may map to one class only.
+            "pedestrian": ["Pedestrian"]}``. A type may map to one class only. A class of ``class_names`` that the
+            map does not name is the type of the same name.
+        class_names: the alcv classes in label order (label ``i`` is ``class_names[i]``); None: the keys of
+            ``class_map`` in order. At least one of the two must be given.
         splits: each alcv split ('pool', 'val', 'test') -> the stem of its ``ImageSets`` file (a None entry: no
             file), e.g. ``{"pool": "train", "test": "val"}``; None: every frame of ``velodyne`` is the pool.
         drop_types: KITTI types that are not objects to detect.
@@ -390,18 +401,19 @@ class KittiDataset(IndexedSplits[np.ndarray]):
 
     modality: ClassVar[str] = "lidar"
 
-    def __init__(self, root: Path | str, class_map: Mapping[str, Sequence[str]],
-                 splits: Mapping[str, str | None] | None = DEFAULT_SPLITS, drop_types: Sequence[str] = ("DontCare",),
-                 point_range: Sequence[float] | None = None, held_out: Mapping[str, float] | None = None,
-                 split_seed: int = 0, cache_size: int = 0) -> None:
+    def __init__(self, root: Path | str, class_map: Mapping[str, Sequence[str]] | None = None,
+                 class_names: Sequence[str] | None = None, splits: Mapping[str, str | None] | None = DEFAULT_SPLITS,
+                 drop_types: Sequence[str] = ("DontCare",), point_range: Sequence[float] | None = None,
+                 held_out: Mapping[str, float] | None = None, split_seed: int = 0, cache_size: int = 0) -> None:
         if not is_integer(split_seed):
             raise ValueError(f"KittiDataset: 'split_seed' must be an int, got {split_seed!r}")
         self.root = Path(root)
         super().__init__(cache_size)
         self.point_range = self._check_point_range(point_range)
         self.drop_types = frozenset(_type_names(drop_types, "'drop_types'"))
-        type_labels = self._check_class_map(class_map, self.drop_types)
-        self.class_names: tuple[str, ...] = tuple(str(name) for name in class_map)
+        full_map = class_map_for(class_map, class_names, "KittiDataset")
+        type_labels = self._check_class_map(full_map, self.drop_types)
+        self.class_names: tuple[str, ...] = tuple(str(name) for name in full_map)
         fractions = check_held_out(held_out, "KittiDataset")
         split_frames = self._split_frames(splits, fractions)
         drives_file = self.root / "drives.txt"

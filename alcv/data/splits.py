@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -46,6 +46,30 @@ def check_held_out(held_out: Mapping[str, float] | None, owner: str) -> dict[str
         raise ValueError(f"{owner}: held_out fractions {dict(held_out)} sum to 1 or more: nothing would be "
                          f"left for the pool")
     return {str(name): float(fraction) for name, fraction in held_out.items() if fraction > 0}
+
+
+def class_map_for(class_map: Mapping[str, Any] | None, class_names: Sequence[str] | None, owner: str
+                  ) -> Mapping[str, Any]:
+    """The class map of every class in ``class_names`` order: ``class_map``'s entry, else the class's own name (the
+    source category or type of that name). Without ``class_names`` the classes are ``class_map``'s keys. Errors
+    start with ``owner``."""
+    if class_names is None:
+        if class_map is None:
+            raise ValueError(f"{owner}: give 'class_names', 'class_map' or both")
+        return class_map
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence) or not class_names \
+            or not all(isinstance(name, str) for name in class_names) or len(set(class_names)) != len(class_names):
+        raise ValueError(f"{owner}: 'class_names' must be a non-empty list of distinct strings, got "
+                         f"{class_names!r}")
+    class_map = {} if class_map is None else class_map
+    if not isinstance(class_map, Mapping):
+        raise ValueError(f"{owner}: 'class_map' must be a mapping of class name -> the source's category or type "
+                         f"names, got {class_map!r}")
+    unknown = [str(name) for name in class_map if name not in class_names]
+    if unknown:
+        raise ValueError(f"{owner}: class_map names class(es) {unknown} that are not in class_names "
+                         f"{list(class_names)}")
+    return {name: class_map.get(name, [name]) for name in class_names}
 
 
 def check_split_names(names: Collection[str], fractions: Mapping[str, float], owner: str, entry_form: str) -> None:
