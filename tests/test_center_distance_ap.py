@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import torch
+from detection_cases import grouped_by_frames
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -281,14 +282,6 @@ def _batch(case: tuple, frames: np.ndarray) -> tuple[list, list, torch.Tensor]:
     return preds, targets, torch.from_numpy(np.asarray(frames))
 
 
-def _flat(case: tuple, frames: np.ndarray) -> tuple:
-    """The case restricted to ``frames`` with boxes grouped by frame in that order (what update() sees)."""
-    pf, pxy, pl, ps, gf, gxy, gl = case
-    p = np.concatenate([np.flatnonzero(pf == f) for f in frames])
-    g = np.concatenate([np.flatnonzero(gf == f) for f in frames])
-    return pf[p], pxy[p], pl[p], ps[p], gf[g], gxy[g], gl[g]
-
-
 def test_metric_over_two_updates_equals_functional() -> None:
     rng = np.random.default_rng(123)
     case = _random_case(rng, num_frames=20, num_classes=3, max_boxes=6)
@@ -296,7 +289,7 @@ def test_metric_over_two_updates_equals_functional() -> None:
     metric = CenterDistanceMAP(class_names=("a", "b", "c"))
     metric.update(*_batch(case, frames[:7]))
     metric.update(*_batch(case, frames[7:]))
-    expected = center_distance_ap(*_flat(case, frames), class_names=("a", "b", "c"))
+    expected = center_distance_ap(*grouped_by_frames(case, frames), class_names=("a", "b", "c"))
     result = metric.compute()
     assert isinstance(result, DetectionAP)
     np.testing.assert_array_equal(result.ap, expected.ap)

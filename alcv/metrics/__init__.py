@@ -8,5 +8,20 @@ from alcv.metrics.center_distance import (
     DetectionAP,
     center_distance_ap,
 )
+from alcv.metrics.kitti_ap import KittiAP, KittiMAP, kitti_ap
+from alcv.metrics.rotated_iou import bev_iou, bev_iou_pairs, box_corners_bev, iou_3d, iou_3d_pairs
 
-__all__ = ["DEFAULT_THRESHOLDS", "CenterDistanceMAP", "DetectionAP", "center_distance_ap"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "CenterDistanceMAP",
+    "DetectionAP",
+    "KittiAP",
+    "KittiMAP",
+    "bev_iou",
+    "bev_iou_pairs",
+    "box_corners_bev",
+    "center_distance_ap",
+    "iou_3d",
+    "iou_3d_pairs",
+    "kitti_ap",
+]

@@ -11,16 +11,16 @@ All coordinates are box centres ``x, y`` in metres in the LiDAR frame; ``z`` is 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torchmetrics
 from torch import Tensor
 
-__all__ = ["DEFAULT_THRESHOLDS", "CenterDistanceMAP", "DetectionAP", "center_distance_ap"]
+__all__ = ["DEFAULT_THRESHOLDS", "CenterDistanceMAP", "DetectionAP", "FrameBoxMetric", "center_distance_ap"]
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 """nuScenes centre-distance matching thresholds, metres."""
@@ -30,8 +30,38 @@ _MIN_PRECISION = 0.1
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
+class APSummary:
+    """Summaries of an AP table ``ap`` ``(num_classes, num_columns)`` (NaN rows: classes without ground truth)
+    with ``class_names``; the columns are matching thresholds or levels."""
+
+    ap: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def ap_per_class(self) -> np.ndarray:
+        """``(num_classes,)`` float64, AP averaged over the columns; NaN for classes without ground truth."""
+        return self.ap.mean(axis=1)
+
+    @property
+    def map(self) -> float:
+        """Mean AP over the classes that have ground truth; NaN if no class has any."""
+        per_class = self.ap_per_class
+        valid = per_class[~np.isnan(per_class)]
+        return float(valid.mean()) if valid.size else float("nan")
+
+    def _ap_per_column(self) -> np.ndarray:
+        valid = self.ap[~np.isnan(self.ap).any(axis=1)]
+        return valid.mean(axis=0) if len(valid) else np.full(self.ap.shape[1], np.nan)
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"map": mAP, "ap/<class_name>": AP of that class, ...}`` as plain Python floats."""
+        out = {"map": self.map}
+        out.update({f"ap/{name}": float(v) for name, v in zip(self.class_names, self.ap_per_class, strict=True)})
+        return out
+
+
 @dataclass(eq=False)
-class DetectionAP:
+class DetectionAP(APSummary):
     """Centre-distance average precision of a detector.
 
     Attributes:
@@ -56,30 +86,9 @@ class DetectionAP:
         self.class_names = tuple(str(n) for n in self.class_names)
 
     @property
-    def ap_per_class(self) -> np.ndarray:
-        """``(num_classes,)`` float64, AP averaged over thresholds; NaN for classes without ground truth."""
-        return self.ap.mean(axis=1)
-
-    @property
-    def map(self) -> float:
-        """Mean AP over the classes that have ground truth; NaN if no class has any."""
-        per_class = self.ap_per_class
-        valid = per_class[~np.isnan(per_class)]
-        return float(valid.mean()) if valid.size else float("nan")
-
-    @property
     def ap_per_threshold(self) -> np.ndarray:
         """``(num_thresholds,)`` AP averaged over the classes that have ground truth; NaN if none has."""
-        valid = self.ap[~np.isnan(self.ap).any(axis=1)]
-        return valid.mean(axis=0) if len(valid) else np.full(len(self.thresholds), np.nan)
-
-    def as_dict(self) -> dict[str, float]:
-        """``{"map": mAP, "ap/<class_name>": AP of that class, ...}`` as plain Python floats."""
-        out = {"map": self.map}
-        out.update(
-            {f"ap/{name}": float(v) for name, v in zip(self.class_names, self.ap_per_class, strict=True)}
-        )
-        return out
+        return self._ap_per_column()
 
 
 def center_distance_ap(
@@ -125,15 +134,9 @@ def center_distance_ap(
     thr = _check_thresholds(thresholds)
     num_classes = len(names)
 
-    pred_frame = _int_vector("pred_frame", pred_frame)
+    pred_frame, pred_xy, pred_label, pred_score, gt_frame, gt_xy, gt_label = _checked_detections(
+        (pred_frame, pred_xy, pred_label, pred_score, gt_frame, gt_xy, gt_label), num_classes, "xy", _xy_matrix)
     num_pred = len(pred_frame)
-    pred_xy = _xy_matrix("pred_xy", pred_xy, num_pred, "pred_frame")
-    pred_label = _labels("pred_label", pred_label, num_pred, "pred_frame", num_classes)
-    pred_score = _float_vector("pred_score", pred_score, num_pred, "pred_frame")
-    gt_frame = _int_vector("gt_frame", gt_frame)
-    num_gt = len(gt_frame)
-    gt_xy = _xy_matrix("gt_xy", gt_xy, num_gt, "gt_frame")
-    gt_label = _labels("gt_label", gt_label, num_gt, "gt_frame", num_classes)
 
     # Devkit processing order: sorted((score, position))[::-1].
     order = np.lexsort((np.arange(num_pred), pred_score))[::-1]
@@ -165,6 +168,21 @@ def center_distance_ap(
         for t in range(len(thr)):
             ap[c, t] = _calc_ap(np.interp(_RECALL_POINTS, rec[t], prec[t], right=0))
     return DetectionAP(ap=ap, thresholds=tuple(thr.tolist()), class_names=names)
+
+
+def _checked_detections(arrays: Sequence[Any], num_classes: int, box_name: str,
+                        box_matrix: Callable[[str, Any, int, str], np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Validate ``(pred_frame, pred_<box_name>, pred_label, pred_score, gt_frame, gt_<box_name>, gt_label)``;
+    ``box_matrix(name, value, length, length_of)`` checks a box array. Errors name the argument."""
+    pred_frame, pred_boxes, pred_label, pred_score, gt_frame, gt_boxes, gt_label = arrays
+    pred_frame = _int_vector("pred_frame", pred_frame)
+    gt_frame = _int_vector("gt_frame", gt_frame)
+    num_pred, num_gt = len(pred_frame), len(gt_frame)
+    return (pred_frame, box_matrix(f"pred_{box_name}", pred_boxes, num_pred, "pred_frame"),
+            _labels("pred_label", pred_label, num_pred, "pred_frame", num_classes),
+            _float_vector("pred_score", pred_score, num_pred, "pred_frame"),
+            gt_frame, box_matrix(f"gt_{box_name}", gt_boxes, num_gt, "gt_frame"),
+            _labels("gt_label", gt_label, num_gt, "gt_frame", num_classes))
 
 
 def _calc_ap(precision: np.ndarray) -> float:
@@ -341,42 +359,41 @@ def _xy_matrix(name: str, value: Any, length: int, length_of: str) -> np.ndarray
     return arr
 
 
-class CenterDistanceMAP(torchmetrics.Metric):
-    """Accumulates detections over batches (and DDP ranks) and computes :func:`center_distance_ap`.
+class FrameBoxMetric(torchmetrics.Metric):
+    """Accumulates per-box detections and ground truth by frame, over batches and DDP ranks; subclasses turn
+    each batch's boxes into the ``box_width`` columns they keep (:meth:`_box_columns`) and compute from
+    :meth:`_accumulated`.
 
-    States are per-box lists concatenated across ranks (``dist_reduce_fx="cat"``): frame id, centre
-    ``x, y`` (float64, metres, LiDAR frame), label and score. Label/value checks happen in ``compute``.
-    Frame ids must be unique per frame across all updates and ranks (e.g. absolute dataset indices);
-    in DDP every rank must have called ``update`` at least once before ``compute``.
-
-    Args:
-        class_names: one name per class id.
-        thresholds: centre-distance matching thresholds, metres.
-        **kwargs: forwarded to :class:`torchmetrics.Metric`.
+    States are per-box lists concatenated across ranks (``dist_reduce_fx="cat"``): frame id, the box columns
+    (float64), label and score. Label/value checks happen in ``compute``. Frame ids must be unique per frame
+    across all updates and ranks (e.g. absolute dataset indices); in DDP every rank must have called ``update``
+    at least once before ``compute``.
     """
 
     full_state_update = False
     higher_is_better = True
     is_differentiable = False
+    #: the number of columns kept of each box
+    box_width: ClassVar[int]
 
     pred_frame: list[Tensor]
-    pred_xy: list[Tensor]
+    pred_boxes: list[Tensor]
     pred_label: list[Tensor]
     pred_score: list[Tensor]
     gt_frame: list[Tensor]
-    gt_xy: list[Tensor]
+    gt_boxes: list[Tensor]
     gt_label: list[Tensor]
 
-    def __init__(
-        self, class_names: Sequence[str], thresholds: Sequence[float] = DEFAULT_THRESHOLDS, **kwargs: Any
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.class_names = _check_class_names(class_names)
-        self.thresholds = tuple(_check_thresholds(thresholds).tolist())
         for prefix in ("pred", "gt"):
-            for field in ("frame", "xy", "label"):
+            for field in ("frame", "boxes", "label"):
                 self.add_state(f"{prefix}_{field}", default=[], dist_reduce_fx="cat")
         self.add_state("pred_score", default=[], dist_reduce_fx="cat")
+
+    def _box_columns(self, name: str, boxes: Tensor) -> Tensor:
+        """The ``(M, box_width)`` columns kept of ``(M, 7)`` boxes (``name`` is for error messages)."""
+        raise NotImplementedError
 
     def update(
         self,
@@ -388,8 +405,7 @@ class CenterDistanceMAP(torchmetrics.Metric):
 
         Args:
             preds: ``B`` dicts with ``"boxes"`` ``(M_i, 7)`` ``[x, y, z, dx, dy, dz, yaw]`` in the LiDAR
-                frame, metres / radians (only ``x, y`` are used, extra columns are ignored), ``"labels"``
-                ``(M_i,)`` int class ids and ``"scores"`` ``(M_i,)`` float.
+                frame, metres / radians, ``"labels"`` ``(M_i,)`` int class ids and ``"scores"`` ``(M_i,)`` float.
             targets: ``B`` dicts with ``"boxes"`` ``(G_i, 7)`` and ``"labels"`` ``(G_i,)``, same conventions.
             frame_ids: ``(B,)`` int, absolute dataset index of each frame.
         """
@@ -403,41 +419,70 @@ class CenterDistanceMAP(torchmetrics.Metric):
             )
         frame_ids = frame_ids.to(device=self.device, dtype=torch.int64)
         for prefix, batch, with_score in (("pred", preds, True), ("gt", targets, False)):
-            xys, labels, scores = [], [], []
+            boxes, labels, scores = [], [], []
             for i, item in enumerate(batch):
                 where = f"{'preds' if with_score else 'targets'}[{i}]"
-                xy = _box_centres(f"{where}['boxes']", item["boxes"])
-                xys.append(xy.to(device=self.device, dtype=torch.float64))
-                labels.append(
-                    _per_box(f"{where}['labels']", item["labels"], len(xy), torch.int64, self.device)
-                )
+                columns = self._box_columns(f"{where}['boxes']", item["boxes"])
+                boxes.append(columns.to(device=self.device, dtype=torch.float64))
+                labels.append(_per_box(f"{where}['labels']", item["labels"], len(columns), torch.int64, self.device))
                 if with_score:
                     scores.append(
-                        _per_box(f"{where}['scores']", item["scores"], len(xy), torch.float64, self.device)
+                        _per_box(f"{where}['scores']", item["scores"], len(columns), torch.float64, self.device)
                     )
-            counts = torch.tensor([len(xy) for xy in xys], device=self.device)
+            counts = torch.tensor([len(b) for b in boxes], device=self.device)
             getattr(self, f"{prefix}_frame").append(torch.repeat_interleave(frame_ids, counts))
-            getattr(self, f"{prefix}_xy").append(_cat(xys, (0, 2), torch.float64, self.device))
+            getattr(self, f"{prefix}_boxes").append(_cat(boxes, (0, self.box_width), torch.float64, self.device))
             getattr(self, f"{prefix}_label").append(_cat(labels, (0,), torch.int64, self.device))
             if with_score:
                 self.pred_score.append(_cat(scores, (0,), torch.float64, self.device))
 
-    def compute(self) -> DetectionAP:
-        """AP of everything accumulated so far; all classes are NaN if no ground truth was seen."""
-
-        def state(name: str, empty_shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
+    def _accumulated(self) -> dict[str, np.ndarray]:
+        """Everything accumulated so far as CPU arrays: ``pred_frame``, ``pred_boxes`` ``(N, box_width)``,
+        ``pred_label``, ``pred_score``, ``gt_frame``, ``gt_boxes``, ``gt_label``."""
+        shapes = {"frame": ((0,), torch.int64), "boxes": ((0, self.box_width), torch.float64),
+                  "label": ((0,), torch.int64), "score": ((0,), torch.float64)}
+        arrays = {}
+        for name in ("pred_frame", "pred_boxes", "pred_label", "pred_score", "gt_frame", "gt_boxes", "gt_label"):
+            empty_shape, dtype = shapes[name.split("_")[1]]
             value = getattr(self, name)
             tensor = _cat(value, empty_shape, dtype, self.device) if isinstance(value, list) else value
-            return tensor.reshape(-1, *empty_shape[1:]).to(device="cpu", dtype=dtype).numpy()
+            arrays[name] = tensor.reshape(-1, *empty_shape[1:]).to(device="cpu", dtype=dtype).numpy()
+        return arrays
 
+
+class CenterDistanceMAP(FrameBoxMetric):
+    """Accumulates detections over batches (and DDP ranks, see :class:`FrameBoxMetric`) and computes
+    :func:`center_distance_ap`; the boxes' centre ``x, y`` (metres, LiDAR frame) is what is kept of them.
+
+    Args:
+        class_names: one name per class id.
+        thresholds: centre-distance matching thresholds, metres.
+        **kwargs: forwarded to :class:`torchmetrics.Metric`.
+    """
+
+    box_width = 2
+
+    def __init__(
+        self, class_names: Sequence[str], thresholds: Sequence[float] = DEFAULT_THRESHOLDS, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.class_names = _check_class_names(class_names)
+        self.thresholds = tuple(_check_thresholds(thresholds).tolist())
+
+    def _box_columns(self, name: str, boxes: Tensor) -> Tensor:
+        return _box_centres(name, boxes)
+
+    def compute(self) -> DetectionAP:
+        """AP of everything accumulated so far; all classes are NaN if no ground truth was seen."""
+        state = self._accumulated()
         return center_distance_ap(
-            pred_frame=state("pred_frame", (0,), torch.int64),
-            pred_xy=state("pred_xy", (0, 2), torch.float64),
-            pred_label=state("pred_label", (0,), torch.int64),
-            pred_score=state("pred_score", (0,), torch.float64),
-            gt_frame=state("gt_frame", (0,), torch.int64),
-            gt_xy=state("gt_xy", (0, 2), torch.float64),
-            gt_label=state("gt_label", (0,), torch.int64),
+            pred_frame=state["pred_frame"],
+            pred_xy=state["pred_boxes"],
+            pred_label=state["pred_label"],
+            pred_score=state["pred_score"],
+            gt_frame=state["gt_frame"],
+            gt_xy=state["gt_boxes"],
+            gt_label=state["gt_label"],
             class_names=self.class_names,
             thresholds=self.thresholds,
         )
