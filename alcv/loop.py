@@ -282,6 +282,9 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             "ap_per_threshold": dict(zip((f"{t:g}" for t in result.thresholds),
                                          result.ap_per_threshold.tolist(), strict=True)),
             "val_map": model.val_result.map if model.val_result is not None else float("nan"),
+            # further test metrics of the model (e.g. KITTI-style AP): {name: {"map": ..., "ap/<class>": ...}}
+            "extra_metrics": {name: extra.as_dict()
+                              for name, extra in getattr(model, "extra_test_results", {}).items()},
             "n_selected": 0 if selection is None else int(selection.indices.size),
             "budget_unit": rules.unit, "selected_cost": 0.0 if selection is None else float(selection.costs.sum()),
             "timings": {"train": train_seconds, "test": test_seconds, "pool_inference": pool_seconds,
@@ -294,6 +297,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         records.append(record)
         tracking.log_loop_metrics(logger, {
             "al/map": record["map"], **{f"al/ap/{name}": ap for name, ap in record["ap_per_class"].items()},
+            **{f"al/{metric}/{key}": value for metric, values in record["extra_metrics"].items()
+               for key, value in values.items()},
             "al/n_labeled_frames": n_labeled, "al/n_labeled_boxes": n_boxes,
             "al/fraction": record["fraction"], "al/train_seconds": train_seconds,
             "al/pool_inference_seconds": pool_seconds}, loop,

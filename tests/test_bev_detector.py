@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import pytest
 import torch
@@ -175,3 +176,29 @@ def test_predict_step_gives_embeddings_and_mc_dropout_samples_only_when_asked() 
     model = module()
     first, second = model.predict_step(batch, 0)[0], model.predict_step(batch, 0)[0]
     torch.testing.assert_close(first.class_probs, second.class_probs)
+
+
+def test_kitti_ap_is_a_second_test_metric_beside_the_centre_distance_map() -> None:
+    model = BEVDetectionModule(make_detector(), ("vehicle", "pedestrian", "golf_cart"),
+                               functools.partial(torch.optim.SGD, lr=0.1),
+                               kitti_iou_thresholds={"default": [0.7, 0.5], "pedestrian": [0.5, 0.25]})
+    assert set(model.extra_test_metrics) == {"kitti_bev", "kitti_3d"}
+    assert model.extra_test_metrics["kitti_3d"].iou_thresholds.tolist() == [[0.7, 0.5], [0.5, 0.25], [0.7, 0.5]]
+    # a batch whose predictions are its ground truth: every level of every class with boxes scores 1
+    boxes = torch.tensor([[2.0, 1.0, -1.0, 4.0, 1.8, 1.5, 0.3], [-3.0, 2.0, -1.0, 0.6, 0.6, 1.7, 1.0]])
+    labels = torch.tensor([0, 1])
+    predictions = [{"boxes": boxes, "labels": labels, "scores": torch.tensor([0.9, 0.8])}]
+    for metric in model.extra_test_metrics.values():
+        metric.update(predictions, [{"boxes": boxes, "labels": labels}], torch.tensor([4]))
+    with warnings.catch_warnings():  # golf carts have no ground truth; self.log runs without a Trainer
+        warnings.simplefilter("ignore")
+        model.on_test_epoch_end()
+    for name in ("kitti_bev", "kitti_3d"):
+        values = model.extra_test_results[name].as_dict()
+        assert values["map"] == 1.0 and values["ap/vehicle"] == 1.0 and math.isnan(values["ap/golf_cart"])
+    for bad, message in [({"vehicle": [0.7]}, r"lacks \['pedestrian', 'golf_cart'\]"),
+                         ({"default": [0.7], "truck": [0.5]}, r"unknown class\(es\) \['truck'\]"),
+                         ({"default": [0.7, 0.5], "pedestrian": [0.5]}, r"the same number of levels")]:
+        with pytest.raises(ValueError, match=message):
+            BEVDetectionModule(make_detector(), ("vehicle", "pedestrian", "golf_cart"),
+                               functools.partial(torch.optim.SGD, lr=0.1), kitti_iou_thresholds=bad)

@@ -63,6 +63,13 @@ def test_two_loops_write_results_selections_state_and_wandb(compose_cfg: Compose
         assert row["al/n_labeled_boxes"] == record["n_labeled_boxes"]
         assert row["al/map"] == pytest.approx(record["map"])
         assert row["al/ap/vehicle"] == pytest.approx(record["ap_per_class"]["vehicle"])
+        # the KITTI-style AP of the test split, beside the centre-distance mAP
+        assert set(record["extra_metrics"]) == {"kitti_bev", "kitti_3d"}
+        for name, values in record["extra_metrics"].items():
+            assert set(values) == {"map", "ap/vehicle", "ap/pedestrian", "ap/golf_cart"}
+            assert values["map"] is None or 0.0 <= values["map"] <= 1.0
+            if values["map"] is not None:
+                assert row[f"al/{name}/map"] == pytest.approx(values["map"])
 
     # each loop's row holds the frames labeled for it as a W&B Table, in the strategy's order
     for row, selection in zip(loop_rows, selections, strict=True):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from alcv.metrics import CenterDistanceMAP
+from alcv.metrics import CenterDistanceMAP, KittiMAP
 from alcv.models.components.bev import BEVDetector
 from alcv.models.detection_module import DetectionModule, OptimizerFactory, SchedulerFactory
 from alcv.models.detections import Detections
@@ -25,6 +25,11 @@ class BEVDetectionModule(DetectionModule):
         scheduler: optional partial that takes the optimizer and ``total_steps`` (the number of
             optimizer steps of this fit, from the Trainer); stepped every optimizer step.
         thresholds: centre-distance matching thresholds of the mAP, metres.
+        kitti_iou_thresholds: optional KITTI-style AP on the test split beside the centre-distance mAP:
+            ``{class name: [IoU threshold per level]}``, with a ``"default"`` entry for the classes not named,
+            e.g. ``{"default": [0.7, 0.5], "pedestrian": [0.5, 0.25]}`` (KITTI's strict and loose levels). It
+            adds the test metrics ``kitti_bev`` and ``kitti_3d`` (:class:`~alcv.metrics.kitti_ap.KittiMAP`, IoU in
+            bird's-eye view and in 3D, 40 recall positions), kept in :attr:`extra_test_results`.
 
     ``validation_step``/``test_step`` accumulate mAP; the result of the last test is kept in
     :attr:`test_result` (a :class:`DetectionAP`). ``predict_step`` returns a list with one
@@ -41,9 +46,14 @@ class BEVDetectionModule(DetectionModule):
 
     def __init__(self, detector: BEVDetector, class_names: Sequence[str], optimizer: OptimizerFactory,
                  scheduler: SchedulerFactory | None = None,
-                 thresholds: Sequence[float] = (0.5, 1.0, 2.0, 4.0)) -> None:
+                 thresholds: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+                 kitti_iou_thresholds: Mapping[str, Sequence[float]] | None = None) -> None:
+        extra_metrics = {}
+        if kitti_iou_thresholds is not None:
+            levels = _per_class_levels(kitti_iou_thresholds, class_names)
+            extra_metrics = {f"kitti_{mode}": KittiMAP(tuple(class_names), levels, mode=mode) for mode in ("bev", "3d")}
         super().__init__(class_names, optimizer, scheduler, CenterDistanceMAP(tuple(class_names), thresholds),
-                         CenterDistanceMAP(tuple(class_names), thresholds))
+                         CenterDistanceMAP(tuple(class_names), thresholds), extra_metrics)
         if len(class_names) != detector.num_classes:
             raise ValueError(f"BEVDetectionModule: {len(class_names)} class names {list(class_names)} for a "
                              f"detector with {detector.num_classes} classes")
@@ -63,11 +73,12 @@ class BEVDetectionModule(DetectionModule):
     def _detect(self, batch: dict[str, Any]) -> list[Detections]:
         return self.detector.decode(self(batch), batch["index"].tolist())
 
-    def _evaluate(self, batch: dict[str, Any], metric: CenterDistanceMAP) -> None:
+    def _evaluate(self, batch: dict[str, Any], metrics: Sequence[CenterDistanceMAP]) -> None:
         detections = self._detect(batch)
         predictions = [{"boxes": d.boxes, "labels": d.labels, "scores": d.scores} for d in detections]
         targets = [{"boxes": b, "labels": lab} for b, lab in zip(batch["boxes"], batch["labels"], strict=True)]
-        metric.update(predictions, targets, batch["index"])
+        for metric in metrics:
+            metric.update(predictions, targets, batch["index"])
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         request = self.prediction_request
@@ -86,3 +97,20 @@ class BEVDetectionModule(DetectionModule):
             for frame, embedding in zip(detections, features.float().mean(dim=(2, 3)), strict=True):
                 frame.embedding = embedding
         return [frame.cpu() for frame in detections]
+
+
+def _per_class_levels(iou_thresholds: Mapping[str, Sequence[float]], class_names: Sequence[str]) -> list[list[float]]:
+    """``(C, L)`` IoU thresholds from ``{class name or "default": [threshold per level]}``."""
+    if not isinstance(iou_thresholds, Mapping):
+        raise ValueError(f"BEVDetectionModule: 'kitti_iou_thresholds' must map class names (or 'default') to lists "
+                         f"of IoU thresholds, got {iou_thresholds!r}")
+    unknown = [str(name) for name in iou_thresholds if name != "default" and name not in class_names]
+    missing = [name for name in class_names if name not in iou_thresholds and "default" not in iou_thresholds]
+    if unknown or missing:
+        raise ValueError(f"BEVDetectionModule: kitti_iou_thresholds names unknown class(es) {unknown} and lacks "
+                         f"{missing} (classes: {list(class_names)}; a 'default' entry covers the classes not named)")
+    rows = [[float(t) for t in iou_thresholds.get(name, iou_thresholds.get("default", []))] for name in class_names]
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError(f"BEVDetectionModule: kitti_iou_thresholds must give every class the same number of "
+                         f"levels, got {dict(zip(class_names, rows, strict=True))}")
+    return rows

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
+from torch import nn
 
 from alcv.metrics.center_distance import DetectionAP
 from alcv.models.detections import PredictionRequest
@@ -18,7 +19,8 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 class DetectionModule(pl.LightningModule):
     """The shared part of a detection module; subclasses add the detector, ``training_step``,
-    ``predict_step`` and ``_evaluate(batch, metric)`` (which updates ``metric`` with one batch).
+    ``predict_step`` and ``_evaluate(batch, metrics)`` (which detects once and updates each of ``metrics`` with
+    the batch).
 
     Args:
         class_names: names of the class ids, in order.
@@ -27,9 +29,12 @@ class DetectionModule(pl.LightningModule):
         scheduler: optional partial that takes the optimizer and ``total_steps`` (the number of optimizer
             steps of this fit, from the Trainer); stepped every optimizer step.
         val_metric, test_metric: metrics whose ``compute()`` returns a :class:`DetectionAP`.
+        extra_test_metrics: further test metrics by name (same ``update`` as ``test_metric``), whose
+            ``compute()`` returns a result with ``as_dict()`` (e.g. KITTI-style AP beside the centre-distance AP).
 
     ``validation_step``/``test_step`` accumulate the metrics; at each epoch's end the result is logged
-    under ``val/`` or ``test/`` and kept in :attr:`val_result` / :attr:`test_result`.
+    under ``val/`` or ``test/`` and kept in :attr:`val_result` / :attr:`test_result`; the extra test metrics'
+    under ``test/<name>/`` and in :attr:`extra_test_results`.
     :attr:`prediction_request` is set by the loop before pool inference and read by ``predict_step``.
     :attr:`modality` is the kind of frame a subclass reads, as the datasets name it (``"lidar"``, ``"camera"``).
     """
@@ -37,42 +42,46 @@ class DetectionModule(pl.LightningModule):
     modality: ClassVar[str]
 
     def __init__(self, class_names: Sequence[str], optimizer: OptimizerFactory, scheduler: SchedulerFactory | None,
-                 val_metric: Any, test_metric: Any) -> None:
+                 val_metric: Any, test_metric: Any, extra_test_metrics: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.class_names = tuple(class_names)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.val_map = val_metric
         self.test_map = test_metric
+        self.extra_test_metrics = nn.ModuleDict(dict(extra_test_metrics or {}))
+        self.extra_test_results: dict[str, Any] = {}
         self.val_result: DetectionAP | None = None
         self.test_result: DetectionAP | None = None
         self.prediction_request = PredictionRequest()
 
-    def _evaluate(self, batch: dict[str, Any], metric: Any) -> None:
+    def _evaluate(self, batch: dict[str, Any], metrics: Sequence[Any]) -> None:
         raise NotImplementedError
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_map)
+        self._evaluate(batch, [self.val_map])
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_map)
+        self._evaluate(batch, [self.test_map, *self.extra_test_metrics.values()])
 
     def _logged_values(self, result: DetectionAP) -> dict[str, float]:
         """What is logged of a result: mAP and AP per class (subclasses may add to it)."""
         return result.as_dict()
 
-    def _log_result(self, prefix: str, metric: Any) -> DetectionAP:
+    def _log_result(self, prefix: str, metric: Any, values: Callable[[Any], dict[str, float]]) -> Any:
         result = metric.compute()
         metric.reset()
-        self.log_dict({f"{prefix}/{key}": value for key, value in self._logged_values(result).items()
-                       if math.isfinite(value)}, sync_dist=False)
+        self.log_dict({f"{prefix}/{key}": value for key, value in values(result).items() if math.isfinite(value)},
+                      sync_dist=False)
         return result
 
     def on_validation_epoch_end(self) -> None:
-        self.val_result = self._log_result("val", self.val_map)
+        self.val_result = self._log_result("val", self.val_map, self._logged_values)
 
     def on_test_epoch_end(self) -> None:
-        self.test_result = self._log_result("test", self.test_map)
+        self.test_result = self._log_result("test", self.test_map, self._logged_values)
+        self.extra_test_results = {name: self._log_result(f"test/{name}", metric, lambda result: result.as_dict())
+                                   for name, metric in self.extra_test_metrics.items()}
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])

@@ -470,11 +470,12 @@ class TorchvisionDetectionModule(DetectionModule):
         self.log("train/loss", loss, batch_size=batch_size, prog_bar=True)
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], metric: CocoMAP) -> None:
+    def _evaluate(self, batch: dict[str, Any], metrics: Sequence[CocoMAP]) -> None:
         predictions = [{key: result[key] for key in ("boxes", "scores", "labels")} for result in self(batch["images"])]
         targets = [{"boxes": boxes, "labels": labels} for boxes, labels in zip(batch["boxes"], batch["labels"],
                                                                                  strict=True)]
-        metric.update(predictions, targets)
+        for metric in metrics:
+            metric.update(predictions, targets)
 
     def _logged_values(self, result: DetectionAP) -> dict[str, float]:
         """mAP and AP per class, plus COCO's AP at IoU 0.5 and 0.75 (``map_50``, ``map_75``)."""
