@@ -1,0 +1,92 @@
+"""Pool inference through alcv's path against a bare inference loop over the same model, data and batch size.
+
+Builds the default experiment's data, model and strategy from the packaged config (``alcv`` with the given
+Hydra overrides; by default the synthetic LiDAR world, ``model=bev_tiny``, least confidence), labels the
+initial set, and fills the dataset's frame cache with one pass over the pool so that both paths read the same
+in-memory frames (frame generation is not what is compared). Then, alternating the two paths ``--repeats``
+times and keeping each one's fastest pass:
+
+- **bare**: ``for batch in datamodule.pool_dataloader(): model.predict_step(batch, i)`` under
+  ``torch.inference_mode()`` with the model in eval mode: the model's forward pass and box decoding only;
+- **alcv**: ``Trainer.predict`` with the ``ActiveLearningCallback`` the loop uses, which also computes the
+  strategy's per-frame columns, writes them by absolute index and selects the next frames at the end.
+
+Prints frames per second of each and their ratio (issue 7's target: alcv / bare >= 0.9), and the selection's
+own time.
+
+Usage::
+
+    python benchmarks/pool_inference.py                        # the default data and model
+    python benchmarks/pool_inference.py strategy=bald          # any Hydra overrides of the alcv config
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import hydra
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+from alcv.callbacks import ActiveLearningCallback
+from alcv.config import CONFIG_DIR, register_resolvers
+from alcv.loop import initial_size, selection_rules
+from alcv.pool import LabelPool
+
+
+def bare_pass(model: pl.LightningModule, loader: torch.utils.data.DataLoader) -> float:
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for batch_idx, batch in enumerate(loader):
+            model.predict_step(batch, batch_idx)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args, overrides = parser.parse_known_args()
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["logger=none", *overrides])
+    pl.seed_everything(0, verbose=False)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    strategy = hydra.utils.instantiate(cfg.strategy)
+    model = hydra.utils.instantiate(cfg.model).eval()
+    pool = LabelPool(datamodule.pool_split())
+    pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=np.random.default_rng(0))
+    datamodule.attach_pool(pool)
+    if strategy.request is not None:
+        model.prediction_request = strategy.request
+    rules = selection_rules(cfg.loop)
+    frames = len(pool) - pool.n_labeled
+    bare_pass(model, datamodule.pool_dataloader())  # fills the frame cache; both paths then read from memory
+
+    bare_seconds, alcv_seconds, selection_seconds = [], [], []
+    for _ in range(args.repeats):
+        bare_seconds.append(bare_pass(model, datamodule.pool_dataloader()))
+        callback = ActiveLearningCallback(pool, strategy, rules, 1, 0, len(datamodule.dataset))
+        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[callback],
+                             enable_progress_bar=False, enable_model_summary=False)
+        started = time.perf_counter()
+        trainer.predict(model, datamodule=datamodule, return_predictions=False)
+        alcv_seconds.append(time.perf_counter() - started)
+        selection_seconds.append(callback.selection_seconds)
+        assert callback.selection is not None and callback.selection.indices.size > 0
+
+    bare, through_alcv = min(bare_seconds), min(alcv_seconds)
+    print(f"# python benchmarks/pool_inference.py {' '.join(overrides)}   ({frames} unlabeled frames, batch "
+          f"{datamodule.eval_batch_size}, {cfg.strategy.get('_target_', '?').rsplit('.', 1)[-1]} "
+          f"'{strategy.name}', best of {args.repeats})")
+    print(f"bare inference_mode loop:  {frames / bare:8.1f} frames/s  ({bare:.2f} s)")
+    print(f"alcv (Trainer.predict + ActiveLearningCallback, selection included): {frames / through_alcv:8.1f} "
+          f"frames/s  ({through_alcv:.2f} s, of which selection {min(selection_seconds):.3f} s)")
+    print(f"ratio alcv / bare: {bare / through_alcv:.2f}   (target >= 0.9: "
+          f"{'met' if bare / through_alcv >= 0.9 else 'missed'})")
+
+
+if __name__ == "__main__":
+    main()
