@@ -137,9 +137,11 @@ def test_cli_runs_the_default_experiment_shortened(tmp_path: Path) -> None:
     assert "wandb sync" in result.stdout  # offline W&B with a hint on how to upload
 
 
-def test_cli_multirun_sweeps_strategies_one_job_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                                      ["hydra/launcher=submitit_local"]], ids=["basic", "joblib", "submitit_local"])
+def test_cli_multirun_sweeps_strategies_one_job_each(tmp_path: Path, launcher: list[str]) -> None:
     result = run_cli("-m", "experiment=al_vs_random", "seed=0", *TINY, "loop.num_loops=1", "logger=none",
-                     "hydra.sweep.dir=sweep", cwd=tmp_path)
+                     "hydra.sweep.dir=sweep", *launcher, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p.parent for p in (tmp_path / "sweep").rglob("results.jsonl"))
     strategies = sorted(read_results(job)[0]["strategy"] for job in jobs)
