@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import hydra
 import lightning.pytorch as pl
@@ -33,8 +34,56 @@ from hydra import compose, initialize_config_dir
 
 from alcv.callbacks import ActiveLearningCallback
 from alcv.config import CONFIG_DIR, register_resolvers
+from alcv.data.datamodule import ActiveDataModule
 from alcv.loop import initial_size, selection_rules
 from alcv.pool import LabelPool
+from alcv.strategies import SelectionRules, Strategy
+
+
+@dataclass
+class PoolInference:
+    """Pool inference of the alcv config at loop 1: its data with the initial set labeled, its strategy, and its
+    model in eval mode asked for what the strategy needs."""
+
+    datamodule: ActiveDataModule
+    strategy: Strategy
+    model: pl.LightningModule
+    pool: LabelPool
+    rules: SelectionRules
+    description: str
+
+    @property
+    def frames(self) -> int:
+        """The unlabeled frames that pool inference scores."""
+        return len(self.pool) - self.pool.n_labeled
+
+    def callback(self, callback_type: type[ActiveLearningCallback] = ActiveLearningCallback) -> ActiveLearningCallback:
+        """A fresh callback of the loop's kind for one pass (loop 1, seed 0)."""
+        return callback_type(self.pool, self.strategy, self.rules, 1, 0, len(self.datamodule.dataset))
+
+    def predict(self, callback: ActiveLearningCallback) -> None:
+        """One pass of ``Trainer.predict`` over the pool with ``callback``, as the loop runs it."""
+        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[callback],
+                             enable_progress_bar=False, enable_model_summary=False)
+        trainer.predict(self.model, datamodule=self.datamodule, return_predictions=False)
+
+
+def set_up(overrides: list[str]) -> PoolInference:
+    """:class:`PoolInference` of ``alcv`` with ``overrides`` (and no logger)."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["logger=none", *overrides])
+    pl.seed_everything(0, verbose=False)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    strategy = hydra.utils.instantiate(cfg.strategy)
+    model = hydra.utils.instantiate(cfg.model).eval()
+    pool = LabelPool(datamodule.pool_split())
+    pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=np.random.default_rng(0))
+    datamodule.attach_pool(pool)
+    if strategy.request is not None:
+        model.prediction_request = strategy.request
+    description = f"{cfg.strategy.get('_target_', '?').rsplit('.', 1)[-1]} '{strategy.name}'"
+    return PoolInference(datamodule, strategy, model, pool, selection_rules(cfg.loop), description)
 
 
 def bare_pass(model: pl.LightningModule, loader: torch.utils.data.DataLoader) -> float:
@@ -49,38 +98,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args, overrides = parser.parse_known_args()
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["logger=none", *overrides])
-    pl.seed_everything(0, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    strategy = hydra.utils.instantiate(cfg.strategy)
-    model = hydra.utils.instantiate(cfg.model).eval()
-    pool = LabelPool(datamodule.pool_split())
-    pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=np.random.default_rng(0))
-    datamodule.attach_pool(pool)
-    if strategy.request is not None:
-        model.prediction_request = strategy.request
-    rules = selection_rules(cfg.loop)
-    frames = len(pool) - pool.n_labeled
-    bare_pass(model, datamodule.pool_dataloader())  # fills the frame cache; both paths then read from memory
+    setup = set_up(overrides)
+    frames = setup.frames
+    bare_pass(setup.model, setup.datamodule.pool_dataloader())  # fills the frame cache; both paths then read it
 
     bare_seconds, alcv_seconds, selection_seconds = [], [], []
     for _ in range(args.repeats):
-        bare_seconds.append(bare_pass(model, datamodule.pool_dataloader()))
-        callback = ActiveLearningCallback(pool, strategy, rules, 1, 0, len(datamodule.dataset))
-        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[callback],
-                             enable_progress_bar=False, enable_model_summary=False)
+        bare_seconds.append(bare_pass(setup.model, setup.datamodule.pool_dataloader()))
+        callback = setup.callback()
         started = time.perf_counter()
-        trainer.predict(model, datamodule=datamodule, return_predictions=False)
+        setup.predict(callback)
         alcv_seconds.append(time.perf_counter() - started)
         selection_seconds.append(callback.selection_seconds)
         assert callback.selection is not None and callback.selection.indices.size > 0
 
     bare, through_alcv = min(bare_seconds), min(alcv_seconds)
     print(f"# python benchmarks/pool_inference.py {' '.join(overrides)}   ({frames} unlabeled frames, batch "
-          f"{datamodule.eval_batch_size}, {cfg.strategy.get('_target_', '?').rsplit('.', 1)[-1]} "
-          f"'{strategy.name}', best of {args.repeats})")
+          f"{setup.datamodule.eval_batch_size}, {setup.description}, best of {args.repeats})")
     print(f"bare inference_mode loop:  {frames / bare:8.1f} frames/s  ({bare:.2f} s)")
     print(f"alcv (Trainer.predict + ActiveLearningCallback, selection included): {frames / through_alcv:8.1f} "
           f"frames/s  ({through_alcv:.2f} s, of which selection {min(selection_seconds):.3f} s)")

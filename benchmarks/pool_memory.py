@@ -30,17 +30,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import hydra
 import lightning.pytorch as pl
-import numpy as np
-from hydra import compose, initialize_config_dir
+from pool_inference import set_up
 from selection_scaling import current_rss_kib, reset_peak_rss
 
 from alcv.callbacks import ActiveLearningCallback
-from alcv.config import CONFIG_DIR, register_resolvers
-from alcv.loop import initial_size, selection_rules
 from alcv.models.detections import Detections
-from alcv.pool import LabelPool
 
 
 class CountingCallback(ActiveLearningCallback):
@@ -56,27 +51,13 @@ class CountingCallback(ActiveLearningCallback):
 
 
 def worker(pool_frames: int, overrides: list[str]) -> dict[str, float]:
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["logger=none", f"data.dataset.world.pool_frames={pool_frames}",
-                                                       "data.dataset.cache_size=0", *overrides])
-    pl.seed_everything(0, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    strategy = hydra.utils.instantiate(cfg.strategy)
-    model = hydra.utils.instantiate(cfg.model).eval()
-    pool = LabelPool(datamodule.pool_split())
-    pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=np.random.default_rng(0))
-    datamodule.attach_pool(pool)
-    if strategy.request is not None:
-        model.prediction_request = strategy.request
-    callback = CountingCallback(pool, strategy, selection_rules(cfg.loop), 1, 0, len(datamodule.dataset))
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[callback], enable_progress_bar=False,
-                         enable_model_summary=False)
+    setup = set_up([f"data.dataset.world.pool_frames={pool_frames}", "data.dataset.cache_size=0", *overrides])
+    callback = setup.callback(CountingCallback)
     peak_reset = reset_peak_rss()
     before = current_rss_kib() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    trainer.predict(model, datamodule=datamodule, return_predictions=False)
+    setup.predict(callback)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"frames": len(pool) - pool.n_labeled, "peak_extra_mib": (peak - before) / 1024,
+    return {"frames": setup.frames, "peak_extra_mib": (peak - before) / 1024,
             "column_mib": sum(column.nbytes for column in callback.columns.values()) / 2**20,
             "detections": callback.detections, "peak_reset": peak_reset}
 
