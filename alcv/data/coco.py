@@ -34,7 +34,6 @@ from alcv.data.splits import (
     check_held_out,
     check_split_names,
     class_map_for,
-    hold_out,
     is_integer,
     is_number,
 )
@@ -143,19 +142,14 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
         self.min_box_size = float(min_box_size)
         self.fps = float(fps)
         super().__init__(cache_size)
-        if not is_integer(split_seed):
-            raise ValueError(f"CocoDataset: 'split_seed' must be an int, got {split_seed!r}")
         class_entries = self._check_class_map(class_map_for(class_map, class_names, "CocoDataset"))
         self.class_names: tuple[str, ...] = tuple(class_entries)
-        fractions = check_held_out(held_out, "CocoDataset")
+        fractions = check_held_out(held_out, split_seed, "CocoDataset")
         split_paths = self._check_splits(splits, fractions)
         parsed_splits = {split: _parse_instances(annotations, images_dir, class_entries, self.min_box_size, self.fps)
                          for split, (images_dir, annotations) in split_paths.items()}
-        if fractions:
-            parsed_splits.update(hold_out(parsed_splits["pool"], fractions, split_seed, split_paths["pool"][1]))
-
         sources = {split: annotations for split, (_, annotations) in split_paths.items()}
-        records = self._index_splits(parsed_splits, sources, box_width=4, noun="images")
+        records = self._index_splits(parsed_splits, sources, fractions, split_seed, box_width=4, noun="images")
         self._files = np.array([record["file"] for record in records], dtype=str)
         self._sizes = np.array([record["size"] for record in records], dtype=np.int64).reshape(-1, 2)
         self._image_ids = np.array([record["id"] for record in records], dtype=np.int64)

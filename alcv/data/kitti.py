@@ -60,8 +60,6 @@ from alcv.data.splits import (
     check_held_out,
     check_split_names,
     class_map_for,
-    hold_out,
-    is_integer,
     is_number,
 )
 from alcv.geometry import box_corners
@@ -405,8 +403,6 @@ class KittiDataset(IndexedSplits[np.ndarray]):
                  class_names: Sequence[str] | None = None, splits: Mapping[str, str | None] | None = DEFAULT_SPLITS,
                  drop_types: Sequence[str] = ("DontCare",), point_range: Sequence[float] | None = None,
                  held_out: Mapping[str, float] | None = None, split_seed: int = 0, cache_size: int = 0) -> None:
-        if not is_integer(split_seed):
-            raise ValueError(f"KittiDataset: 'split_seed' must be an int, got {split_seed!r}")
         self.root = Path(root)
         super().__init__(cache_size)
         self.point_range = self._check_point_range(point_range)
@@ -414,7 +410,7 @@ class KittiDataset(IndexedSplits[np.ndarray]):
         full_map = class_map_for(class_map, class_names, "KittiDataset")
         type_labels = self._check_class_map(full_map, self.drop_types)
         self.class_names: tuple[str, ...] = tuple(str(name) for name in full_map)
-        fractions = check_held_out(held_out, "KittiDataset")
+        fractions = check_held_out(held_out, split_seed, "KittiDataset")
         split_frames = self._split_frames(splits, fractions)
         drives_file = self.root / "drives.txt"
         drives = _read_drives(drives_file) if drives_file.is_file() else None
@@ -432,11 +428,8 @@ class KittiDataset(IndexedSplits[np.ndarray]):
                     raise ValueError(f"{drives_file}: frame {frame} (listed in {source}) has no line; list every "
                                      f"frame or remove the file")
                 parsed_splits[split].append(record)
-        if fractions:
-            parsed_splits.update(hold_out(parsed_splits["pool"], fractions, split_seed, split_frames["pool"][0]))
-
         sources = {split: source for split, (source, _) in split_frames.items()}
-        records = self._index_splits(parsed_splits, sources, box_width=7, noun="frames")
+        records = self._index_splits(parsed_splits, sources, fractions, split_seed, box_width=7, noun="frames")
         self._frame_ids = np.array([record["frame"] for record in records], dtype=str)
 
     @staticmethod

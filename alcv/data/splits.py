@@ -30,8 +30,11 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_held_out(held_out: Mapping[str, float] | None, owner: str) -> dict[str, float]:
-    """The positive held-out fractions by split, checked; errors start with ``owner`` (the dataset's name)."""
+def check_held_out(held_out: Mapping[str, float] | None, split_seed: int, owner: str) -> dict[str, float]:
+    """The positive held-out fractions by split, checked with the seed of their shuffle; errors start with
+    ``owner`` (the dataset's name)."""
+    if not is_integer(split_seed):
+        raise ValueError(f"{owner}: 'split_seed' must be an int, got {split_seed!r}")
     if held_out is None:
         return {}
     if not isinstance(held_out, Mapping):
@@ -134,14 +137,19 @@ class IndexedSplits(Generic[Loaded]):
         self._cache: OrderedDict[int, Loaded] = OrderedDict()
 
     def _index_splits(self, split_records: Mapping[str, list[dict[str, Any]]], sources: Mapping[str, Path],
-                      box_width: int, noun: str) -> list[dict[str, Any]]:
-        """Number the records of every split (pool, then val, then test, each in its given order) and keep their
-        ``boxes`` ``(M, box_width)``, ``labels`` ``(M,)``, ``drive`` (any hashable) and ``timestamp``.
+                      held_out: Mapping[str, float], split_seed: int, box_width: int, noun: str
+                      ) -> list[dict[str, Any]]:
+        """Carve the ``held_out`` fractions (from :func:`check_held_out`) out of the pool's records by whole drives
+        (:func:`hold_out`, shuffled by ``split_seed``), then number the records of every split (pool, then val,
+        then test, each in its given order) and keep their ``boxes`` ``(M, box_width)``, ``labels`` ``(M,)``,
+        ``drive`` (any hashable) and ``timestamp``.
 
         Drive ids become consecutive ints from 0 in the order of each drive's first absolute index, counted per
         split, so no drive id spans two splits. Raises ``ValueError`` naming ``sources[split]`` (else the pool's)
         when 'pool' or 'test' has no ``noun``. Returns the records in absolute-index order.
         """
+        if held_out:
+            split_records = {**split_records, **hold_out(split_records["pool"], held_out, split_seed, sources["pool"])}
         records: list[dict[str, Any]] = []
         drive_keys: list[tuple[str, Any]] = []
         self._split_bounds: dict[str, tuple[int, int]] = {}
