@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from alcv.files import write_text_atomically
 
 UNLABELED = -1
 
@@ -166,18 +167,7 @@ class LabelPool:
 
         A crash during the write leaves the previous file intact.
         """
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(descriptor, "w") as handle:
-                json.dump(self.state_dict(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_text_atomically(path, json.dumps(self.state_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LabelPool:

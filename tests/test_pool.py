@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import alcv.pool
+import alcv.files
 from alcv.pool import UNLABELED, LabelPool
 
 #: absolute indices in no particular order, with gaps: nothing may assume positions
@@ -194,10 +194,8 @@ def test_save_overwrites_the_previous_state(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["pool.json"]
 
 
-def _half_written_dump(obj: Any, handle: Any, **kwargs: Any) -> None:
-    handle.write(json.dumps(obj)[:5])  # a truncated JSON document, then the "crash"
-    handle.flush()
-    raise KeyboardInterrupt
+def _killed_while_writing(descriptor: int) -> None:
+    raise KeyboardInterrupt  # the temporary file is written but not yet on disk nor renamed: the "crash"
 
 
 def _failing_replace(src: Any, dst: Any) -> None:
@@ -205,8 +203,8 @@ def _failing_replace(src: Any, dst: Any) -> None:
 
 
 @pytest.mark.parametrize(("module", "name", "sabotage", "error"), [
-    (json, "dump", _half_written_dump, KeyboardInterrupt),  # killed while writing
-    (alcv.pool.os, "replace", _failing_replace, OSError),  # the rename fails
+    (alcv.files.os, "fsync", _killed_while_writing, KeyboardInterrupt),  # killed while writing
+    (alcv.files.os, "replace", _failing_replace, OSError),  # the rename fails
 ])
 def test_a_failed_save_leaves_the_previous_file_and_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, name: str, sabotage: Any, error: type

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,17 +32,12 @@ from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.data.datamodule import SplitDataset
 from alcv.data.kitti import write_kitti
 from alcv.data.splits import SPLITS
+from alcv.files import refuse_non_empty, write_text_atomically
 
 __all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main"]
 
 #: KITTI's type names for alcv's synthetic classes (golf carts are not a KITTI type: a custom one)
 KITTI_TYPES = {"vehicle": "Car", "pedestrian": "Pedestrian", "golf_cart": "GolfCart"}
-
-
-def _empty_or_new(folder: Path) -> None:
-    """Refuse to write into a folder that already holds something: an export never overwrites data."""
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise FileExistsError(f"{folder} already exists and is not an empty folder; export into a new folder")
 
 
 def export_coco(dataset: SplitDataset, out_dir: Path | str, splits: Sequence[str] = SPLITS
@@ -72,7 +66,7 @@ def export_coco(dataset: SplitDataset, out_dir: Path | str, splits: Sequence[str
     split_indices = {split: dataset.split_indices(split) for split in splits}
     split_indices = {split: indices for split, indices in split_indices.items() if indices.size}
     for split in split_indices:  # every refusal comes before anything is written
-        _empty_or_new(out_dir / split)
+        refuse_non_empty(out_dir / split)
     written: dict[str, dict[str, str]] = {}
     for split, indices in split_indices.items():
         folder = out_dir / split
@@ -93,9 +87,8 @@ def export_coco(dataset: SplitDataset, out_dir: Path | str, splits: Sequence[str
                                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
                                     "iscrowd": 0})
         instances = folder / "instances.json"
-        partial = folder / "instances.json.partial"
-        partial.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-        os.replace(partial, instances)
+        write_text_atomically(instances, json.dumps({"images": images, "annotations": annotations,
+                                                     "categories": categories}))
         written[split] = {"images": str(folder / "images"), "annotations": str(instances)}
     return written
 

@@ -42,7 +42,6 @@ Items follow the LiDAR item contract of :mod:`alcv.data.lidar_dataset`.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from alcv.data.splits import (
     class_map_for,
     is_number,
 )
+from alcv.files import refuse_non_empty, write_text_atomically
 from alcv.geometry import box_corners
 
 __all__ = ["KITTI_IMAGE_SIZE", "KittiCalibration", "KittiDataset", "kitti_like_calibration",
@@ -606,12 +606,6 @@ def _label_text(boxes: np.ndarray, labels: np.ndarray, calib: KittiCalibration, 
     return "".join(lines)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] = SPLITS,
                 calib: KittiCalibration | None = None, type_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Write the LiDAR ``dataset``'s ``splits`` under ``root`` in KITTI layout (see the module docstring).
@@ -646,8 +640,7 @@ def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] =
         raise ValueError(f"write_kitti: unknown split(s) {unknown}; expected some of {list(SPLITS)}")
     calib = kitti_like_calibration() if calib is None else calib
     root = Path(root)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(f"{root} already exists and is not an empty folder; write into a new folder")
+    refuse_non_empty(root)
     split_indices = {split: dataset.split_indices(split) for split in splits}
     split_indices = {split: indices for split, indices in split_indices.items() if indices.size}
     for folder in ("velodyne", "label_2", "calib", "ImageSets"):
@@ -663,8 +656,9 @@ def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] =
             label_text = _label_text(item["boxes"].numpy(), item["labels"].numpy(), calib, type_names)
             (root / "label_2" / f"{frame}.txt").write_text(label_text, encoding="utf-8")
             drive_lines[index] = f"{frame} {int(item['drive_id'])} {float(item['timestamp'])!r}\n"
-    _write_atomically(root / "drives.txt", "".join(drive_lines[index] for index in sorted(drive_lines)))
+    write_text_atomically(root / "drives.txt", "".join(drive_lines[index] for index in sorted(drive_lines)))
     for split, indices in split_indices.items():
-        _write_atomically(root / "ImageSets" / f"{split}.txt", "".join(f"{index:06d}\n" for index in indices.tolist()))
+        write_text_atomically(root / "ImageSets" / f"{split}.txt",
+                              "".join(f"{index:06d}\n" for index in indices.tolist()))
     class_map = {name: [type_name] for name, type_name in zip(class_names, type_names, strict=True)}
     return {"root": str(root), "class_map": class_map, "splits": {split: split for split in split_indices}}
