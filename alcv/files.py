@@ -1,21 +1,26 @@
-"""Writing files so that nothing already saved is lost or left half-written."""
+"""Writing files so that nothing already saved is lost or left half-written, and only where it belongs."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
-def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file in the same folder, flushed to disk, then
-    renamed over ``path``. A crash during the write leaves the previous file (or none) intact, never a part."""
+@contextmanager
+def atomic_binary_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary handle whose content replaces ``path`` atomically when the ``with`` block ends: a temporary file
+    in the same folder, flushed to disk, then renamed over ``path``. An error or a crash inside the block leaves
+    the previous file (or none) intact, never a part, and no temporary file behind."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
@@ -24,8 +29,29 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_binary_file`)."""
+    with atomic_binary_file(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
 def refuse_non_empty(folder: Path) -> None:
     """Raise ``FileExistsError`` naming ``folder`` when it exists and is not an empty folder: writers that fill a
     whole folder never overwrite what is there."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise FileExistsError(f"{folder} already exists and is not an empty folder; write into a new folder")
+
+
+def inside(folder: str | os.PathLike[str], path: str | os.PathLike[str], setting: str) -> Path:
+    """``path`` (relative paths are taken from ``folder``) resolved, after checking that it lies in ``folder``.
+
+    Raises:
+        ValueError: naming ``setting`` (where the path came from) when the path leads outside ``folder``
+            (``..``, an absolute path elsewhere, or a symbolic link out of it).
+    """
+    root = Path(folder).resolve()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"{setting}: '{path}' leads outside the output folder {root}; expected a name or a "
+                         "relative path inside it")
+    return resolved

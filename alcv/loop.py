@@ -4,7 +4,8 @@ Per loop ``k`` (0-based) of ``cfg.loop.num_loops``: a fresh Trainer fits the mod
 tests it on the fixed test split, then (except after the last loop) predicts the unlabeled pool while the
 :class:`ActiveLearningCallback` scores it and labels the next ``query_size`` frames at loop ``k + 1``.
 The loop's record goes to ``results.jsonl`` and W&B, the acquisition to ``selections.jsonl`` and the
-whole labeling state to ``label_pool.json`` (atomically) before the next loop starts.
+whole labeling state to ``label_pool.json`` (atomically) before the next loop starts. Running again with the
+same output folder resumes after the last completed loop (:mod:`alcv.run_files`).
 """
 
 from __future__ import annotations
@@ -17,22 +18,23 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import numpy as np
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from alcv import tracking
 from alcv.callbacks import ActiveLearningCallback, Selection, acquire
 from alcv.config import register_resolvers
 from alcv.data.datamodule import ActiveDataModule
+from alcv.files import inside
 from alcv.models.committee import CommitteeModule
 from alcv.models.detections import PredictionRequest
 from alcv.pool import LabelPool
+from alcv.run_files import RunFiles, loop_folder
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
 from alcv.strategies import SelectionRules, Strategy
-from alcv.study.results import RESULTS_FILE, SELECTIONS_FILE, append_jsonl
+from alcv.study.results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
-POOL_STATE_FILE = "label_pool.json"
 
 
 STUDY_TYPES = ("active_learning", "subset")
@@ -102,38 +104,6 @@ def check_modality(datamodule: ActiveDataModule, model: pl.LightningModule) -> N
         f"{_EXAMPLE_MODELS.get(data_modality, '?')}) or {model_modality} data for this model")
 
 
-class RunFiles:
-    """The files of one run in ``output_dir``; only the global rank-0 process writes them.
-
-    Under DDP every rank runs :func:`run` in lockstep, so the other ranks keep the same state in memory
-    but must not append the same lines or race on the same files.
-    """
-
-    def __init__(self, output_dir: Path) -> None:
-        self.output_dir = output_dir
-        self.writer = rank_zero_only.rank == 0
-        if not self.writer:
-            return
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for name in (RESULTS_FILE, SELECTIONS_FILE):
-            if (output_dir / name).exists():
-                raise FileExistsError(f"{output_dir / name} already exists; give the run a new output_dir "
-                                      "(results files are never overwritten)")
-
-    def save_pool(self, pool: LabelPool) -> None:
-        if self.writer:
-            pool.save(self.output_dir / POOL_STATE_FILE)
-
-    def append_result(self, record: dict[str, Any]) -> None:
-        if self.writer:
-            append_jsonl(self.output_dir / RESULTS_FILE, record)
-
-    def append_selection(self, loop: int, indices: np.ndarray, scores: np.ndarray | None) -> None:
-        if self.writer:
-            append_jsonl(self.output_dir / SELECTIONS_FILE, {
-                "loop": loop, "indices": indices.tolist(), "scores": None if scores is None else scores.tolist()})
-
-
 class _LabeledBoxes:
     """Ground-truth boxes of the labeled set, in total and per class, counting each frame once (frames
     only get added)."""
@@ -178,6 +148,23 @@ def _predictor(models: list[pl.LightningModule], request: PredictionRequest) -> 
     return predictor
 
 
+def _logger(cfg: DictConfig, output_dir: Path, version: Any) -> Logger | None:
+    """The run's logger (None for ``logger=none``), writing inside ``output_dir``; with the ``version`` of an
+    earlier attempt (the W&B run id) it continues that tracked run."""
+    if not cfg.logger:
+        return None
+    resumed = {} if version is None else {"version": version}
+    logger: Logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir), **resumed)
+    inside(output_dir, getattr(logger, "log_dir", None) or logger.save_dir or output_dir,
+           "logger folder (from experiment_name or logger.name)")
+    return logger
+
+
+def _scores(values: list[float | None] | None) -> np.ndarray | None:
+    """A selection line's scores, with the non-finite ones that JSON stores as null back as NaN."""
+    return None if values is None else np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
 def _format_summary(records: list[dict[str, Any]], class_names: tuple[str, ...]) -> str:
     header = ["loop", "frames", "boxes", "fraction", "mAP", *class_names, "train s", "pool s"]
     rows = []
@@ -185,7 +172,7 @@ def _format_summary(records: list[dict[str, Any]], class_names: tuple[str, ...])
         aps = [record["ap_per_class"][name] for name in class_names]
         rows.append([str(record["loop"]), str(record["n_labeled_frames"]), str(record["n_labeled_boxes"]),
                      f"{record['fraction']:.3f}", f"{record['map']:.3f}",
-                     *("n/a" if np.isnan(ap) else f"{ap:.3f}" for ap in aps),
+                     *("n/a" if ap is None or np.isnan(ap) else f"{ap:.3f}" for ap in aps),
                      f"{record['timings']['train']:.0f}", f"{record['timings']['pool_inference']:.0f}"])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
@@ -196,55 +183,75 @@ def _format_summary(records: list[dict[str, Any]], class_names: tuple[str, ...])
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run one active-learning experiment described by ``cfg`` (the composed Hydra config).
 
-    Writes into ``cfg.output_dir``: ``results.jsonl``, ``selections.jsonl``, ``label_pool.json`` and one
-    folder per loop for the Trainer. Returns the per-loop records (the lines of ``results.jsonl``).
+    Writes into ``cfg.output_dir``: ``run.json``, ``results.jsonl``, ``selections.jsonl``, ``label_pool.json``
+    and one folder per loop for the Trainer (:mod:`alcv.run_files`). When the folder holds an earlier attempt
+    of the same run, goes on after its last completed loop (an interrupted loop is redone from its start);
+    a run with another config is refused. Returns the records of every loop (the lines of ``results.jsonl``;
+    NaN read back from the file of an earlier attempt is None).
     """
     register_resolvers()
     output_dir = Path(cfg.output_dir)
     files = RunFiles(output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    progress = files.resume(config)
+    num_loops = int(cfg.loop.num_loops)
+    if progress.completed_loops == num_loops:
+        log.info("the run in %s has completed all %d loops; nothing to do", output_dir, num_loops)
+        if files.writer:
+            print(_format_summary(progress.records, tuple(progress.records[0]["ap_per_class"])))
+        return progress.records
     seed = int(cfg.seed)
 
     # everything that can be misconfigured is built before anything trains
     datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
     strategy: Strategy = hydra.utils.instantiate(cfg.strategy)
-    pool = LabelPool(datamodule.pool_split())
+    pool = progress.pool or LabelPool(datamodule.pool_split())
     check_loop_config(cfg.loop, len(pool))
     pl.seed_everything(derive_seed(seed, TRAINING, 0), workers=True)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
     check_modality(datamodule, model)
     class_names = datamodule.class_names
-    logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir)) if cfg.logger else None
-    if logger is not None:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    logger = _logger(cfg, output_dir, progress.logger_version)
+    files.start(config, None if logger is None else logger.version)
+    if logger is not None and not progress.completed_loops:
+        logger.log_hyperparams(config)
 
-    initial_rng = np.random.default_rng(derive_seed(seed, INITIAL_SET))
-    pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=initial_rng)
+    first_loop = progress.completed_loops
+    if first_loop == 0:
+        initial_rng = np.random.default_rng(derive_seed(seed, INITIAL_SET))
+        pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=initial_rng)
+        files.save_pool(pool)
+        files.append_selection(0, pool.labeled_in_loop(0), None)
     datamodule.attach_pool(pool)
-    files.save_pool(pool)
-    files.append_selection(0, pool.labeled_in_loop(0), None)
     # the frames labeled for the coming loop, in the strategy's order, with their scores (None at loop 0)
-    newly_labeled: tuple[np.ndarray, np.ndarray | None] = (pool.labeled_in_loop(0), None)
+    last_selection = progress.selections[-1] if progress.selections else None
+    newly_labeled: tuple[np.ndarray, np.ndarray | None] = (
+        (pool.labeled_in_loop(0), None) if last_selection is None else
+        (np.asarray(last_selection["indices"], dtype=np.int64), _scores(last_selection["scores"])))
     boxes = _LabeledBoxes(datamodule)
     rules = selection_rules(cfg.loop)
     request = strategy.request or PredictionRequest()
     # strategies without predictions still need them for a budget in boxes (costs) or spreading (drives)
     predicts_pool = strategy.request is not None or rules.counts_boxes or rules.spreads
-    records: list[dict[str, Any]] = []
-    num_loops = int(cfg.loop.num_loops)
-    for loop in range(num_loops):
+    records: list[dict[str, Any]] = list(progress.records)
+    for loop in range(first_loop, num_loops):
         n_labeled, n_boxes = pool.n_labeled, boxes.update(pool.labeled_indices)
         log.info("loop %d of %d: training on %d labeled frames (%.1f %% of the pool)", loop + 1, num_loops,
                  n_labeled, 100 * n_labeled / len(pool))
+        # every random stream of a loop starts from (seed, loop): a resumed loop is the loop it would have been
+        pl.seed_everything(derive_seed(seed, TRAINING, loop), workers=True)
         if loop > 0 and cfg.loop.reset_weights:
-            pl.seed_everything(derive_seed(seed, TRAINING, loop), workers=True)
             model = hydra.utils.instantiate(cfg.model)
+        elif loop > 0 and loop == first_loop:
+            files.load_weights(loop - 1, model)
         acquiring = loop < num_loops - 1
         callback = ActiveLearningCallback(pool, strategy, rules, loop + 1, seed, len(datamodule.dataset),
                                           boxes.per_class.copy())
-        loop_dir = output_dir / f"loop_{loop:03d}"
+        loop_dir = output_dir / loop_folder(loop)
+        extra_callbacks = [hydra.utils.instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
         trainer: pl.Trainer = hydra.utils.instantiate(
             cfg.trainer, logger=logger if logger is not None else False,
-            callbacks=[callback], default_root_dir=str(loop_dir))
+            callbacks=[callback, *extra_callbacks], default_root_dir=str(loop_dir))
 
         started = time.perf_counter()
         trainer.fit(model, datamodule=datamodule)
@@ -290,10 +297,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             "timings": {"train": train_seconds, "test": test_seconds, "pool_inference": pool_seconds,
                         "selection": selection_seconds},
         }
-        files.append_result(record)
+        # the commit of this loop, results line last (see alcv.run_files)
+        if acquiring and not cfg.loop.reset_weights:
+            files.save_weights(loop, model)
+        files.save_pool(pool)
         if selection is not None:
             files.append_selection(selection.loop, selection.indices, selection.scores)
-        files.save_pool(pool)
+        files.append_result(record)
         records.append(record)
         tracking.log_loop_metrics(logger, {
             "al/map": record["map"], **{f"al/ap/{name}": ap for name, ap in record["ap_per_class"].items()},

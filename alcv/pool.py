@@ -132,6 +132,13 @@ class LabelPool:
         self.label(chosen, loop)
         return chosen
 
+    def until(self, loop: int) -> LabelPool:
+        """A copy that keeps the labels of loops ``<= loop`` and leaves later ones unlabeled: the state as it was
+        when training of ``loop`` began (what a resumed run restarts from)."""
+        copy = LabelPool(self._indices)
+        copy._labeled_at = np.where(self._labeled_at <= loop, self._labeled_at, UNLABELED)
+        return copy
+
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot: ``{"indices": [...], "labeled_at": [...]}``."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,20 +60,35 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-@pytest.fixture
-def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
-    """``compose_cfg(*overrides)`` -> the config `alcv *overrides` would run, writing into tmp_path."""
+def compose_config(*overrides: str, output_dir: Path) -> DictConfig:
+    """The config `alcv *overrides` would run, writing into ``output_dir``."""
     register_resolvers()
     GlobalHydra.instance().clear()
-
-    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+    try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.output_dir = str(output_dir or tmp_path / "run")
-            del cfg.hydra
-        return cfg
+    finally:
+        GlobalHydra.instance().clear()
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
 
-    yield _compose
-    GlobalHydra.instance().clear()
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``compose_cfg(*overrides)`` -> the config `alcv *overrides` would run, writing into tmp_path."""
+
+    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        return compose_config(*overrides, output_dir=output_dir or tmp_path / "run")
+
+    return _compose
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``alcv *args`` in a new process (W&B offline), with ``env`` added to the environment."""
+    alcv = Path(sys.executable).with_name("alcv")
+    environment = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+    return subprocess.run([str(alcv), *args], cwd=cwd, env=environment, capture_output=True, text=True,
+                          timeout=600)

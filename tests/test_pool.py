@@ -282,3 +282,14 @@ def test_any_sequence_of_label_calls_keeps_the_partition_and_never_relabels(
         _partition_holds(pool)
         assert dict(zip(pool.labeled_indices.tolist(), pool.labeled_at[pool.labeled_at >= 0].tolist(),
                         strict=True)) == loop_of
+
+
+def test_until_drops_the_labels_of_later_loops_and_leaves_the_pool_as_it_is() -> None:
+    pool = LabelPool(SCATTERED)
+    for loop, frames in enumerate(([3, 7], [1000], [42])):
+        pool.label(frames, loop)
+    earlier = pool.until(1)
+    assert earlier.labeled_indices.tolist() == [3, 7, 1000]
+    assert earlier.labeled_in_loop(1).tolist() == [1000] and earlier.labeled_in_loop(2).size == 0
+    assert pool.labeled_in_loop(2).tolist() == [42]  # the original keeps every label
+    earlier.label([42], loop=2)  # what was dropped can be labeled again in the copy

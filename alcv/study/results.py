@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from alcv.files import write_text_atomically
+
 RESULTS_FILE = "results.jsonl"
 SELECTIONS_FILE = "selections.jsonl"
 REQUIRED_FIELDS = ("experiment", "dataset", "strategy", "seed", "loop", "n_labeled_frames", "n_labeled_boxes",
@@ -35,25 +37,37 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _jsonl_line(record: Mapping[str, Any]) -> str:
+    return json.dumps(_json_safe(record), allow_nan=False) + "\n"
+
+
 def append_jsonl(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
     """Append ``record`` as one line and flush it to disk (earlier lines are never rewritten)."""
-    line = json.dumps(_json_safe(record), allow_nan=False)
     with open(path, "a") as handle:
-        handle.write(line + "\n")
+        handle.write(_jsonl_line(record))
         handle.flush()
         os.fsync(handle.fileno())
 
 
+def write_jsonl_atomically(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]]) -> None:
+    """Replace ``path`` by ``records``, one line each, atomically (a resumed run drops the lines of a loop that
+    did not complete this way)."""
+    write_text_atomically(path, "".join(_jsonl_line(record) for record in records))
+
+
 def read_jsonl(path: str | os.PathLike[str], required: Sequence[str] = (),
-               skipped: list[str] | None = None) -> Iterator[dict[str, Any]]:
+               skipped: list[str] | None = None, complete_lines_only: bool = False) -> Iterator[dict[str, Any]]:
     """The records of a JSON-lines file (blank lines ignored).
 
     A line that is not JSON, not a JSON object, or an object lacking one of the ``required`` fields raises a
     ValueError naming the file, the line number and the problem, or, when a ``skipped`` list is given, is
-    skipped with that message appended to the list (so a reader can go on with the rest).
+    skipped with that message appended to the list (so a reader can go on with the rest). With
+    ``complete_lines_only`` a last line without its newline (one a killed process was appending) is ignored.
     """
     with open(path) as handle:
         for number, line in enumerate(handle, start=1):
+            if complete_lines_only and not line.endswith("\n"):
+                return
             if not line.strip():
                 continue
             try:
