@@ -14,6 +14,7 @@ import torch
 from conftest import TINY, compose_config, run_cli
 from crash_callback import CRASH_AT
 from omegaconf import DictConfig
+from wandb_log import history_rows
 
 import alcv.run_files
 from alcv.loop import run
@@ -149,3 +150,17 @@ def test_a_logger_folder_outside_the_output_folder_is_refused(compose_cfg: Compo
         run(cfg)
     assert not (tmp_path.parent / "escaped").exists()
     assert not os.path.exists(Path(cfg.output_dir) / RESULTS_FILE)
+
+
+def test_a_resumed_run_continues_its_wandb_run(compose_cfg: Compose) -> None:
+    cfg = compose_cfg(*TINY)
+    run(cfg)
+    out = Path(cfg.output_dir)
+    results = (out / RESULTS_FILE).read_text().splitlines(keepends=True)
+    (out / RESULTS_FILE).write_text(results[0])  # as if killed during loop 1
+    run(cfg)
+
+    first, resumed = sorted((out / "wandb").glob("offline-run-*"))
+    run_id = json.loads((out / RUN_FILE).read_text())["logger_version"]
+    assert first.name.endswith(f"-{run_id}") and resumed.name.endswith(f"-{run_id}")
+    assert [row["loop"] for row in history_rows(resumed) if "al/map" in row] == [1]
