@@ -1,4 +1,5 @@
-"""Writing files so that nothing already saved is lost or left half-written, and only where it belongs."""
+"""Writing files so that nothing already saved is lost or left half-written, and only where it belongs; loading
+weights without running code."""
 
 from __future__ import annotations
 
@@ -8,6 +9,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+#: torch's switch that makes every ``torch.load`` weights-only, even where the caller asks for a full unpickle
+_FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+
+
+@contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Inside the block every ``torch.load`` unpickles tensors and plain containers only, never code, including
+    the loads of libraries that ask for ``weights_only=False`` (torch.hub's ``load_state_dict_from_url``, which
+    torchvision's pretrained weights go through)."""
+    previous = os.environ.get(_FORCE_WEIGHTS_ONLY)
+    os.environ[_FORCE_WEIGHTS_ONLY] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[_FORCE_WEIGHTS_ONLY]
+        else:
+            os.environ[_FORCE_WEIGHTS_ONLY] = previous
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import math
 import urllib.error
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -45,6 +46,8 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
 }
 SOFTMAX = {"fasterrcnn", "ssdlite"}  # class 0 is background in torchvision
 FAMILIES = list(BUILDERS)
+#: torch.hub's loader of pretrained weights, before the tests' fixture replaces it
+HUB_LOAD = tv_api.load_state_dict_from_url
 
 
 @pytest.fixture(autouse=True)
@@ -313,6 +316,35 @@ def test_weights_download_failure_says_what_and_how(family: str, kwargs: dict[st
     message = str(error.value)
     assert expected in message and "https://download.pytorch.org/" in message
     assert "model.weights=null" in message and "no network in tests" in message
+
+
+class _RunsCode:
+    """A pickle payload that creates a file when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_cached_weights_file_that_would_run_code_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.hub loads cached files with weights_only=False; the builders force weights-only loading."""
+    from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights
+
+    url = SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.url
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", HUB_LOAD)  # the real loader, reading the cache
+    hub_dir = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+        marker = tmp_path / "code_ran"
+        torch.save({"weight": _RunsCode(marker)}, tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[-1])
+        with pytest.raises(RuntimeError, match=r"could not fetch or load .*SSDLite320.*Weights only load failed"):
+            BUILDERS["ssdlite"](weights="DEFAULT")
+    finally:
+        torch.hub.set_dir(hub_dir)
+    assert not marker.exists()
 
 
 def test_unknown_weights_name_is_a_value_error() -> None:

@@ -42,6 +42,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
+from alcv.files import weights_only_loads
 from alcv.metrics.center_distance import DetectionAP
 from alcv.metrics.coco_map import CocoMAP
 from alcv.models.detection_module import DetectionModule, OptimizerFactory, SchedulerFactory
@@ -89,14 +90,15 @@ def _build(builder: Callable[..., nn.Module], weights_enum: type[Enum], backbone
     backbone_weights = None if detector_weights is not None else _resolve(backbone_enum, weights_backbone, name)
     fetched = detector_weights if detector_weights is not None else backbone_weights
     try:
-        model = builder(weights=detector_weights, weights_backbone=backbone_weights,
-                        num_classes=None if detector_weights is not None else num_classes + int(background),
-                        **kwargs)
+        with weights_only_loads():  # a weights file (downloaded or put in the cache by hand) never runs code
+            model = builder(weights=detector_weights, weights_backbone=backbone_weights,
+                            num_classes=None if detector_weights is not None else num_classes + int(background),
+                            **kwargs)
     except Exception as err:
         if fetched is None:
             raise
         raise RuntimeError(
-            f"{name}: could not fetch torchvision's pretrained weights {fetched!r} ({fetched.url}): {err!r}. "
+            f"{name}: could not fetch or load torchvision's pretrained weights {fetched!r} ({fetched.url}): {err!r}. "
             f"Without network access, copy that file into {torch.hub.get_dir()}/checkpoints/, or train from "
             "random initialisation: weights=None and weights_backbone=None (on the command line "
             "model.weights=null model.weights_backbone=null)."
