@@ -297,14 +297,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             "timings": {"train": train_seconds, "test": test_seconds, "pool_inference": pool_seconds,
                         "selection": selection_seconds},
         }
-        # the commit of this loop, results line last (see alcv.run_files)
-        if acquiring and not cfg.loop.reset_weights:
-            files.save_weights(loop, model)
-        files.save_pool(pool)
-        if selection is not None:
-            files.append_selection(selection.loop, selection.indices, selection.scores)
-        files.append_result(record)
-        records.append(record)
+        # logged before the commit: a loop killed in between is logged twice (the same values), never missed
         tracking.log_loop_metrics(logger, {
             "al/map": record["map"], **{f"al/ap/{name}": ap for name, ap in record["ap_per_class"].items()},
             **{f"al/{metric}/{key}": value for metric, values in record["extra_metrics"].items()
@@ -314,6 +307,14 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             "al/pool_inference_seconds": pool_seconds}, loop,
             selected=tracking.SelectedFrames(*newly_labeled, [datamodule.dataset.num_boxes(i)
                                                               for i in newly_labeled[0].tolist()]))
+        # the commit of this loop, results line last (see alcv.run_files)
+        if acquiring and not cfg.loop.reset_weights:
+            files.save_weights(loop, model)
+        files.save_pool(pool)
+        if selection is not None:
+            files.append_selection(selection.loop, selection.indices, selection.scores)
+        files.append_result(record)
+        records.append(record)
         if selection is not None:
             newly_labeled = (selection.indices, selection.scores)
         log.info("loop %d of %d: mAP %.3f on the test split (%s)", loop + 1, num_loops, record["map"],
