@@ -3,16 +3,16 @@
 Each pool size runs in a fresh Python process built from the packaged config (``alcv`` with the given Hydra
 overrides; by default the synthetic LiDAR world with ``pool_frames`` set, ``model=bev_tiny``, least confidence),
 with the frame cache off (``data.dataset.cache_size=0``) so that frames are not kept. The process labels the
-initial set, resets its RSS high-water mark (``/proc/self/clear_refs``, as in ``selection_scaling.py``), runs
-pool inference and selection, and reports:
+initial set and runs pool inference and selection twice from that same state: a cold pass (the first, which also
+fills the caches of the process: the synthetic world's drive layouts, allocator pools) and a warm one. Before each
+it resets its RSS high-water mark (``/proc/self/clear_refs``, as in ``selection_scaling.py``). It reports:
 
-- peak extra MiB: the peak RSS during pool inference minus the RSS just before it;
+- peak extra MiB, cold and warm: the peak RSS during the pass minus the RSS just before it;
+- Python heap MiB: the peak of what Python and NumPy allocate during the warm pass (``tracemalloc``; torch's
+  tensors are not traced), where kept detections would show;
 - column MiB: the per-frame arrays the callback keeps (what should be the only part that grows with the pool);
 - detections: the boxes predicted over the pool (which must not drive the memory: detections are reduced to
   per-frame columns batch by batch and dropped).
-
-The synthetic world itself keeps the layouts of up to 256 drives it has rendered (an ``lru_cache``), so with
-the default data part of the growth between the two sizes is that cache, bounded, and not pool inference.
 
 Usage::
 
@@ -27,6 +27,7 @@ import json
 import resource
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,16 +51,25 @@ class CountingCallback(ActiveLearningCallback):
         super().write_on_batch_end(trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx)
 
 
-def worker(pool_frames: int, overrides: list[str]) -> dict[str, float]:
+def worker(pool_frames: int, overrides: list[str]) -> dict[str, Any]:
     setup = set_up([f"data.dataset.world.pool_frames={pool_frames}", "data.dataset.cache_size=0", *overrides])
-    callback = setup.callback(CountingCallback)
-    peak_reset = reset_peak_rss()
-    before = current_rss_kib() if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    setup.predict(callback)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"frames": setup.frames, "peak_extra_mib": (peak - before) / 1024,
-            "column_mib": sum(column.nbytes for column in callback.columns.values()) / 2**20,
-            "detections": callback.detections, "peak_reset": peak_reset}
+    initial = setup.pool.until(0)
+    row: dict[str, Any] = {"frames": setup.frames}
+    for name in ("cold", "warm"):
+        setup.pool = initial.until(0)  # the same initial state for both passes (a pass labels the next frames)
+        setup.datamodule.attach_pool(setup.pool)
+        callback = setup.callback(CountingCallback)
+        row["peak_reset"] = reset_peak_rss()
+        before = current_rss_kib() if row["peak_reset"] else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if name == "warm":
+            tracemalloc.start()
+        setup.predict(callback)
+        row[f"{name}_peak_extra_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    row["python_heap_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    row["column_mib"] = sum(column.nbytes for column in callback.columns.values()) / 2**20
+    row["detections"] = callback.detections
+    return row
 
 
 def main() -> None:
@@ -71,19 +81,25 @@ def main() -> None:
         print(json.dumps(worker(args.worker, overrides)))
         return
     print(f"# python benchmarks/pool_memory.py --sizes {args.sizes[0]} {args.sizes[1]} {' '.join(overrides)}")
-    print(f"{'pool frames':>12} {'detections':>11} {'peak extra MiB':>15} {'column MiB':>11}")
+    columns = ("pool frames", "detections", "cold peak MiB", "warm peak MiB", "Python heap MiB", "column MiB")
+    print(" ".join(f"{name:>15}" for name in columns))
     rows = []
     for size in args.sizes:
         output = subprocess.run([sys.executable, __file__, "--worker", str(size), *overrides], check=True,
                                 capture_output=True, text=True).stdout
         row = json.loads(output.strip().splitlines()[-1])
         rows.append(row)
-        print(f"{row['frames']:12d} {row['detections']:11d} {row['peak_extra_mib']:15.1f} {row['column_mib']:11.3f}"
+        values = (row["frames"], row["detections"], row["cold_peak_extra_mib"], row["warm_peak_extra_mib"],
+                  row["python_heap_mib"], row["column_mib"])
+        print(" ".join(f"{value:15d}" if isinstance(value, int) else f"{value:15.3f}" for value in values)
               + ("" if row["peak_reset"] else "   (peak not reset: a lower bound of the growth)"))
     small, large = rows
     print(f"{large['frames'] / small['frames']:.1f}x the frames and {large['detections'] / small['detections']:.1f}x "
-          f"the detections: peak extra memory {large['peak_extra_mib'] - small['peak_extra_mib']:+.1f} MiB, of which "
-          f"the callback's columns {large['column_mib'] - small['column_mib']:+.3f} MiB")
+          "the detections change the peak extra memory by "
+          f"{large['cold_peak_extra_mib'] - small['cold_peak_extra_mib']:+.1f} MiB cold and "
+          f"{large['warm_peak_extra_mib'] - small['warm_peak_extra_mib']:+.1f} MiB warm, the Python heap by "
+          f"{large['python_heap_mib'] - small['python_heap_mib']:+.2f} MiB and the callback's columns by "
+          f"{large['column_mib'] - small['column_mib']:+.3f} MiB")
 
 
 if __name__ == "__main__":
