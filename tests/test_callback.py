@@ -14,7 +14,7 @@ import torch
 from fake_detections import make_frame
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from alcv.callbacks.active_learning import ActiveLearningCallback, Selection, acquire
+from alcv.callbacks.active_learning import ActiveLearningCallback, Selection, acquire, choose_frames
 from alcv.models.detections import Detections
 from alcv.pool import LabelPool
 from alcv.seeding import SELECTION, derive_seed
@@ -62,6 +62,21 @@ def test_acquire_labels_the_top_k_unlabeled_frames_at_the_loop() -> None:
     assert pool.labeled_in_loop(1).tolist() == [9, 33, 47]
     assert pool.labeled_in_loop(0).tolist() == [1, 3, 5, 21]  # earlier labels untouched
     assert pool.n_labeled == 7
+
+
+def test_choose_frames_chooses_what_acquire_labels_and_leaves_the_pool_alone() -> None:
+    pool, twin = odd_pool(), odd_pool()
+    scores = dense_scores(pool, {9: 0.9, 33: 0.8, 47: 0.7})
+    before = pool.state_dict()
+
+    chosen = choose_frames(pool, UncertaintyStrategy(), SelectionRules(budget=3), 1, 0, {"score": scores})
+
+    assert pool.state_dict() == before
+    labeled = acquire(twin, UncertaintyStrategy(), SelectionRules(budget=3), 1, 0, {"score": scores})
+    assert chosen.loop == labeled.loop == 1
+    assert chosen.indices.tolist() == labeled.indices.tolist() == [9, 33, 47]
+    np.testing.assert_array_equal(chosen.scores, labeled.scores)
+    np.testing.assert_array_equal(chosen.costs, labeled.costs)
 
 
 def test_acquire_never_relabels_even_with_ties_everywhere() -> None:

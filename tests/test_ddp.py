@@ -1,0 +1,167 @@
+"""DDP on the CPU (gloo, 2 processes): pool inference combined by absolute index, rank 0 selecting and every
+rank labeling its pool give the single-process selection, with uneven shards and with a sampler that pads them;
+and the whole loop runs under DDP from the command line.
+
+Lightning's ``ddp`` strategy starts the other rank by running the command again, which must not be pytest: every
+DDP run here is a subprocess, on a free loopback port, writing only under the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import TINY
+from ddp_pool_selection import DDP_RUNS, WRITER_RANK, DDPRun, predict_and_select
+
+from alcv.pool import LabelPool
+from alcv.run_files import POOL_STATE_FILE
+from alcv.study.results import SELECTIONS_FILE, read_jsonl, read_results
+
+WORLD_SIZE = 2
+#: each DDP run here takes about 20 s on two cores; past this it hangs
+DDP_TIMEOUT_SECONDS = 300
+
+
+def run_distributed(command: Sequence[str], cwd: Path) -> None:
+    """Run ``command`` (which starts DDP) on a free loopback port, W&B offline in ``cwd``, until rank 0 ends or
+    :data:`DDP_TIMEOUT_SECONDS` have passed; then whatever is left of its processes (the other ranks) is
+    killed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WANDB_MODE": "offline",
+           "WANDB_DIR": str(cwd)}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=DDP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        output = f"ran past {DDP_TIMEOUT_SECONDS} s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == 0, f"{' '.join(command)} failed:\n{output[-5000:]}"
+
+
+@pytest.fixture(scope="module")
+def ddp_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """run of :data:`DDP_RUNS` -> the outcome of each rank, in rank order."""
+    out_dir = tmp_path_factory.mktemp("ddp")
+    run_distributed([sys.executable, str(Path(__file__).with_name("ddp_pool_selection.py")), str(out_dir)],
+                    cwd=out_dir)
+    return {run: [json.loads((out_dir / f"{run}.rank{rank}.json").read_text()) for rank in range(WORLD_SIZE)]
+            for run in DDP_RUNS}
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """strategy config -> its outcome on one process (the reference of every DDP run with that strategy)."""
+    root_dir = tmp_path_factory.mktemp("single_process")
+    return {strategy: predict_and_select(DDPRun(strategy), devices=1, root_dir=root_dir)
+            for strategy in sorted({run.strategy for run in DDP_RUNS.values() if not run.failing_selection})}
+
+
+def assert_selects_as_one_process(ranks: list[dict[str, Any]], reference: dict[str, Any]) -> None:
+    """Every rank ends with the single-process selection and labeled set, and holds its statistics (bit for
+    bit: in eval mode a frame's prediction does not depend on the frames batched with it); only rank 0 ran
+    the strategy."""
+    assert [outcome["select_calls"] for outcome in ranks] == [1, 0]
+    for outcome in ranks:
+        assert outcome["selected"] == reference["selected"]
+        assert outcome["selected_scores"] == reference["selected_scores"]
+        assert outcome["selected_costs"] == reference["selected_costs"]
+        assert outcome["pool_indices"] == reference["pool_indices"]
+        assert outcome["labeled_at"] == reference["labeled_at"]
+        assert set(outcome["columns"]) == set(reference["columns"])
+        for name, column in reference["columns"].items():
+            if name != WRITER_RANK:
+                np.testing.assert_array_equal(np.asarray(outcome["columns"][name]), np.asarray(column),
+                                              err_msg=f"column '{name}'")
+
+
+def assert_rows_from_the_lowest_rank(ranks: list[dict[str, Any]]) -> None:
+    """The shards cover the predicted frames, and each frame's combined row is whole from the lowest rank that
+    scored it (writer-rank row ``[r, -r]``); rows of frames that no rank scored are NaN."""
+    predicted = ranks[0]["predicted"]
+    scored_by = [set(outcome["scored"]) for outcome in ranks]
+    assert set.union(*scored_by) == set(predicted)
+    writer_rank = np.asarray(ranks[0]["columns"][WRITER_RANK])
+    expected = np.full_like(writer_rank, np.nan)
+    for index in predicted:
+        lowest = min(rank for rank, scored in enumerate(scored_by) if index in scored)
+        expected[index] = [lowest, -lowest]
+    for outcome in ranks:
+        np.testing.assert_array_equal(np.asarray(outcome["columns"][WRITER_RANK]), expected)
+
+
+@pytest.mark.parametrize("run", ["least_confidence", "coreset"])
+def test_ddp_with_uneven_shards_selects_what_one_process_selects(
+        run: str, ddp_outcomes: dict[str, list[dict[str, Any]]], single_process: dict[str, dict[str, Any]]) -> None:
+    """Lightning's sampler for predict shards an odd number of frames unevenly, without repeating any. Least
+    confidence predicts the unlabeled frames (a 1-D score); core-set the whole pool, labeled frames included,
+    as ``(dataset_size, D)`` embeddings."""
+    ranks = ddp_outcomes[run]
+    predicted, shards = ranks[0]["predicted"], [outcome["scored"] for outcome in ranks]
+    assert len(predicted) % WORLD_SIZE == 1
+    assert sorted(len(shard) for shard in shards) == [len(predicted) // 2, len(predicted) // 2 + 1]
+    assert not set(shards[0]) & set(shards[1])
+    assert_rows_from_the_lowest_rank(ranks)
+    assert_selects_as_one_process(ranks, single_process[DDP_RUNS[run].strategy])
+
+
+def test_a_sampler_that_pads_the_shards_scores_each_frame_once(
+        ddp_outcomes: dict[str, list[dict[str, Any]]], single_process: dict[str, dict[str, Any]]) -> None:
+    """``DistributedSampler(drop_last=False)`` repeats a frame to even out the odd pool: that frame is scored on
+    both ranks and counts once, with the row of rank 0."""
+    ranks = ddp_outcomes["padded_sampler"]
+    predicted, shards = ranks[0]["predicted"], [outcome["scored"] for outcome in ranks]
+    assert len(shards[0]) == len(shards[1]) == (len(predicted) + 1) // 2
+    assert len(set(shards[0]) & set(shards[1])) == 1
+    assert_rows_from_the_lowest_rank(ranks)
+    assert_selects_as_one_process(ranks, single_process[DDP_RUNS["padded_sampler"].strategy])
+
+
+def test_a_selection_that_fails_on_rank_0_fails_on_every_rank(ddp_outcomes: dict[str, list[dict[str, Any]]]
+                                                              ) -> None:
+    """Rank 0 raises its strategy's error; the other ranks, waiting for its selection, raise one that quotes it
+    instead of hanging."""
+    first, second = (outcome["error"] for outcome in ddp_outcomes["failing_selection"])
+    assert first == "SelectionFailure: strategy 'least_confidence' failed on purpose"
+    assert second.startswith("RuntimeError: loop 1: global rank 0 could not select the frames to label")
+    assert second.endswith(first)
+
+
+def test_the_loop_runs_under_ddp_from_the_command_line(tmp_path: Path) -> None:
+    """``alcv trainer=ddp`` on two CPU processes: rank 0 alone writes the run's files, once per loop, and the
+    labels of every loop are distinct frames of the right number."""
+    run_dir = tmp_path / "run"
+    alcv = Path(sys.executable).with_name("alcv")
+    run_distributed([str(alcv), "trainer=ddp", "trainer.accelerator=cpu", f"trainer.devices={WORLD_SIZE}",
+                     "trainer.sync_batchnorm=false", "trainer.precision=32-true", "logger=none", *TINY,
+                     f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+
+    results = read_results(run_dir)
+    assert [record["loop"] for record in results] == [0, 1]
+    assert [record["n_labeled_frames"] for record in results] == [10, 20]
+    assert [record["n_selected"] for record in results] == [10, 0]
+    selections = list(read_jsonl(run_dir / SELECTIONS_FILE))
+    assert [selection["loop"] for selection in selections] == [0, 1]
+    assert [len(selection["indices"]) for selection in selections] == [10, 10]
+    labeled = [index for selection in selections for index in selection["indices"]]
+    assert len(set(labeled)) == len(labeled)
+    pool = LabelPool.load(run_dir / POOL_STATE_FILE)
+    assert pool.n_labeled == len(labeled)
+    for selection in selections:
+        assert sorted(selection["indices"]) == pool.labeled_in_loop(selection["loop"]).tolist()
