@@ -160,6 +160,14 @@ def _logger(cfg: DictConfig, output_dir: Path, version: Any) -> Logger | None:
     return logger
 
 
+def _check_shards(frames: int, world_size: int) -> None:
+    """Refuse a pool inference in which some DDP process would get no frame: Lightning runs no predict hook on
+    such a process, so the others would wait for it forever when they combine their scores."""
+    if frames < world_size:
+        raise ValueError(f"pool inference has {frames} frames to predict for {world_size} processes, and each "
+                         "needs at least one; use fewer devices (trainer.devices) or keep more frames unlabeled")
+
+
 def _scores(values: list[float | None] | None) -> np.ndarray | None:
     """A selection line's scores, with the non-finite ones that JSON stores as null back as NaN."""
     return None if values is None else np.array([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -269,6 +277,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         if acquiring and predicts_pool:
             started = time.perf_counter()
             datamodule.predict_labeled = request.include_labeled
+            _check_shards(len(pool) if request.include_labeled else pool.n_unlabeled, trainer.world_size)
             trainer.predict(_predictor(models, request), datamodule=datamodule, return_predictions=False)
             selection, selection_seconds = callback.selection, callback.selection_seconds
             pool_seconds = time.perf_counter() - started - selection_seconds

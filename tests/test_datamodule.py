@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from torch.utils.data import RandomSampler, SequentialSampler
 
 from alcv.data.datamodule import ActiveDataModule
 from alcv.data.lidar_dataset import LidarTrainAugmentation, SyntheticLidarDataset, collate_lidar
@@ -158,3 +161,28 @@ def test_a_pool_from_another_dataset_is_refused(dataset: SyntheticLidarDataset) 
         datamodule.attach_pool(LabelPool([1, 2, 3]))
     with pytest.raises(RuntimeError, match="attach_pool"):
         ActiveDataModule(dataset, "x", collate_lidar).pool_dataloader()
+
+
+def test_under_ddp_each_rank_trains_on_its_share_of_the_epoch_and_evaluates_distinct_frames(
+        dataset: SyntheticLidarDataset) -> None:
+    datamodule, _ = make_datamodule(dataset, labeled=10, epoch_size=25)
+    train_sampler = datamodule.train_dataloader().sampler
+    # Lightning shards a training sampler that is not a RandomSampler / SequentialSampler (it would replace those
+    # with one pass over the dataset); every rank draws alike, as the loop seeds them alike
+    assert not isinstance(train_sampler, RandomSampler | SequentialSampler)
+    torch.manual_seed(3)
+    draws = list(train_sampler)
+    shards = []
+    for rank in range(2):
+        torch.manual_seed(3)
+        shards.append(list(DistributedSamplerWrapper(train_sampler, num_replicas=2, rank=rank, shuffle=False)))
+    assert len(draws) == 25 and [len(shard) for shard in shards] == [13, 13]  # the epoch, plus one pad
+    assert sorted(shards[0] + shards[1][:-1]) == sorted(draws)
+
+    test_split = dataset.split_indices("test").tolist()
+    assert len(test_split) % 2 == 1
+    seen = []
+    for rank in range(2):
+        datamodule.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        seen.append(loader_indices(datamodule.test_dataloader()))
+    assert sorted(seen[0] + seen[1]) == test_split  # each test frame once: none repeated to even the shards

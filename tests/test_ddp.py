@@ -26,7 +26,7 @@ from ddp_pool_selection import DDP_RUNS, WRITER_RANK, DDPRun, predict_and_select
 
 from alcv.pool import LabelPool
 from alcv.run_files import POOL_STATE_FILE
-from alcv.study.results import SELECTIONS_FILE, read_jsonl, read_results
+from alcv.study.results import RESULTS_FILE, SELECTIONS_FILE, read_jsonl, read_results
 
 WORLD_SIZE = 2
 #: each DDP run here takes about 20 s on two cores; past this it hangs
@@ -144,21 +144,26 @@ def test_a_selection_that_fails_on_rank_0_fails_on_every_rank(ddp_outcomes: dict
 
 
 def test_the_loop_runs_under_ddp_from_the_command_line(tmp_path: Path) -> None:
-    """``alcv trainer=ddp`` on two CPU processes: rank 0 alone writes the run's files, once per loop, and the
-    labels of every loop are distinct frames of the right number."""
+    """``alcv trainer=ddp_cpu`` on two CPU processes: rank 0 alone writes the run's files, once per loop, and the
+    labels of every loop are distinct frames of the right number; killed in loop 1, the run resumes under DDP to
+    the same selections."""
     run_dir = tmp_path / "run"
-    alcv = Path(sys.executable).with_name("alcv")
-    run_distributed([str(alcv), "trainer=ddp", "trainer.accelerator=cpu", f"trainer.devices={WORLD_SIZE}",
-                     "trainer.sync_batchnorm=false", "trainer.precision=32-true", "logger=none", *TINY,
-                     f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    command = [str(Path(sys.executable).with_name("alcv")), "trainer=ddp_cpu", f"trainer.devices={WORLD_SIZE}",
+               "logger=none", *TINY, "loop.num_loops=3", f"hydra.run.dir={run_dir}"]
+    run_distributed(command, cwd=tmp_path)
+    uninterrupted = (run_dir / SELECTIONS_FILE).read_text()
+    result_lines = (run_dir / RESULTS_FILE).read_text().splitlines(keepends=True)
+    (run_dir / RESULTS_FILE).write_text(result_lines[0])  # as if killed before loop 1 committed: it selects again
+    run_distributed(command, cwd=tmp_path)
+    assert (run_dir / SELECTIONS_FILE).read_text() == uninterrupted
 
     results = read_results(run_dir)
-    assert [record["loop"] for record in results] == [0, 1]
-    assert [record["n_labeled_frames"] for record in results] == [10, 20]
-    assert [record["n_selected"] for record in results] == [10, 0]
+    assert [record["loop"] for record in results] == [0, 1, 2]
+    assert [record["n_labeled_frames"] for record in results] == [10, 20, 30]
+    assert [record["n_selected"] for record in results] == [10, 10, 0]
     selections = list(read_jsonl(run_dir / SELECTIONS_FILE))
-    assert [selection["loop"] for selection in selections] == [0, 1]
-    assert [len(selection["indices"]) for selection in selections] == [10, 10]
+    assert [selection["loop"] for selection in selections] == [0, 1, 2]
+    assert [len(selection["indices"]) for selection in selections] == [10, 10, 10]
     labeled = [index for selection in selections for index in selection["indices"]]
     assert len(set(labeled)) == len(labeled)
     pool = LabelPool.load(run_dir / POOL_STATE_FILE)

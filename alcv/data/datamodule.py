@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from alcv.data.lidar_dataset import Transform, TransformedSubset
 from alcv.pool import LabelPool
@@ -29,6 +30,26 @@ class SplitDataset(Protocol):
     def split_indices(self, split: str) -> np.ndarray: ...
     def num_boxes(self, index: int) -> int: ...
     def box_labels(self, index: int) -> np.ndarray: ...
+
+
+class EpochSampler(Sampler[int]):
+    """``num_samples`` positions of a dataset of ``size`` items, drawn like ``RandomSampler(replacement=False,
+    num_samples=...)`` (whole random permutations from torch's global RNG, the last one cut short).
+
+    Deliberately not a ``RandomSampler``: under DDP Lightning replaces a ``RandomSampler`` by a
+    ``DistributedSampler`` over the dataset, which makes an epoch one pass and loses ``num_samples``, but it
+    shards the draws of any other sampler across the ranks (``DistributedSamplerWrapper``). Every rank draws the
+    same positions, since the loop seeds every rank alike.
+    """
+
+    def __init__(self, size: int, num_samples: int) -> None:
+        self._draws = RandomSampler(range(size), replacement=False, num_samples=num_samples)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._draws)
+
+    def __len__(self) -> int:
+        return len(self._draws)
 
 
 class ActiveDataModule(pl.LightningDataModule):
@@ -106,10 +127,16 @@ class ActiveDataModule(pl.LightningDataModule):
         return max(self.epoch_size, passes) if self.epoch_passes is not None else self.epoch_size
 
     def _loader(self, indices: np.ndarray, transform: Transform | None = None, train: bool = False) -> DataLoader:
+        """Training: :class:`EpochSampler` draws; Lightning shards them over DDP ranks. Evaluation: in order, and
+        under DDP in shards without repeated frames, so that a test metric counts every frame once."""
         subset: Dataset = TransformedSubset(self.dataset, indices, transform)
-        sampler = None
+        sampler: Sampler[int] | None = None
+        trainer = self.trainer
         if train:
-            sampler = RandomSampler(subset, replacement=False, num_samples=self.train_samples(len(subset)))
+            sampler = EpochSampler(len(subset), self.train_samples(len(subset)))
+        elif trainer is not None and trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(subset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                                   shuffle=False)
         return DataLoader(subset, batch_size=self.batch_size if train else self.eval_batch_size,
                           sampler=sampler, shuffle=False, collate_fn=self.collate_fn,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
