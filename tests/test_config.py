@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
-import sys
-from collections.abc import Callable
+import secrets
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import TINY, TINY_CAMERA_WORLD
+from conftest import TINY, TINY_CAMERA_WORLD, run_cli
 from omegaconf import DictConfig
 
 from alcv.config import CONFIG_DIR
@@ -122,12 +123,6 @@ def test_every_experiment_composes_and_runs_one_loop(compose_cfg: Compose, exper
     assert records[0]["experiment"] == experiment
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    alcv = Path(sys.executable).with_name("alcv")
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.run([str(alcv), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_cli_runs_the_default_experiment_shortened(tmp_path: Path) -> None:
     result = run_cli(*TINY, "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -137,12 +132,60 @@ def test_cli_runs_the_default_experiment_shortened(tmp_path: Path) -> None:
     assert "wandb sync" in result.stdout  # offline W&B with a hint on how to upload
 
 
+#: Hydra's Ray launcher on a local Ray runtime that `ray.init` starts for the sweep (the `ray` extra)
+RAY_LOCAL = ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
+             "+hydra.launcher.ray.init.include_dashboard=false"]
+
+
+@contextlib.contextmanager
+def ray_kept_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Keeps a local Ray runtime's files in tmp_path; yields the override that points Ray's session folder there.
+
+    Ray's socket paths must fit in 107 bytes, which a session folder under pytest's tmp_path does not: Ray gets a
+    short link in /tmp to tmp_path/ray, removed afterwards. Its auth token comes from the environment instead of
+    ~/.ray/auth_token, usage stats are off, and TMPDIR is tmp_path since Ray's workers exit without running the
+    finalizers that remove W&B's temporary folders.
+    """
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the `ray` extra is not installed")
+    session = tmp_path / "ray"
+    session.mkdir()
+    link = Path("/tmp") / f"alcv-ray-{secrets.token_hex(4)}"
+    link.symlink_to(session, target_is_directory=True)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    try:
+        yield [f"+hydra.launcher.ray.init._temp_dir={link}"]
+    finally:
+        link.unlink()
+
+
+def processes_working_in(folder: Path) -> list[str]:
+    """The command lines of the processes whose working directory is in folder (Linux; none elsewhere)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append((proc / "cmdline").read_text().replace("\0", " ").strip())
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-                                      ["hydra/launcher=submitit_local"]], ids=["basic", "joblib", "submitit_local"])
-def test_cli_multirun_sweeps_strategies_one_job_each(tmp_path: Path, launcher: list[str]) -> None:
-    result = run_cli("-m", "experiment=al_vs_random", "seed=0", *TINY, "loop.num_loops=1", "logger=none",
-                     "hydra.sweep.dir=sweep", *launcher, cwd=tmp_path)
+                                      ["hydra/launcher=submitit_local"], RAY_LOCAL],
+                         ids=["basic", "joblib", "submitit_local", "ray"])
+def test_cli_multirun_sweeps_strategies_one_job_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      launcher: list[str]) -> None:
+    kept = ray_kept_in(tmp_path, monkeypatch) if launcher == RAY_LOCAL else contextlib.nullcontext([])
+    with kept as runtime:
+        result = run_cli("-m", "experiment=al_vs_random", "seed=0", *TINY, "loop.num_loops=1", "logger=none",
+                         "hydra.sweep.dir=sweep", *launcher, *runtime, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    deadline = time.monotonic() + 10  # the launcher's workers and runtime end with the sweep
+    while (left := processes_working_in(tmp_path.resolve())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left
     jobs = sorted(p.parent for p in (tmp_path / "sweep").rglob("results.jsonl"))
     strategies = sorted(read_results(job)[0]["strategy"] for job in jobs)
     assert strategies == ["least_confidence", "random"]
