@@ -160,6 +160,18 @@ def _logger(cfg: DictConfig, output_dir: Path, version: Any) -> Logger | None:
     return logger
 
 
+def _extra_callbacks(cfg: DictConfig, output_dir: Path) -> list[pl.Callback]:
+    """The Lightning callbacks of ``cfg.callbacks``, built afresh for one loop's Trainer; a callback that writes
+    files (a ``dirpath``, as ``ModelCheckpoint`` has) must write them inside ``output_dir``."""
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        callback = hydra.utils.instantiate(node)
+        if getattr(callback, "dirpath", None) is not None:
+            inside(output_dir, callback.dirpath, f"callbacks.{name}.dirpath")
+        callbacks.append(callback)
+    return callbacks
+
+
 def _check_shards(frames: int, world_size: int) -> None:
     """Refuse a pool inference in which some DDP process would get no frame: Lightning runs no predict hook on
     such a process, so the others would wait for it forever when they combine their scores."""
@@ -218,6 +230,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     pl.seed_everything(derive_seed(seed, TRAINING, 0), workers=True)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
     check_modality(datamodule, model)
+    _extra_callbacks(cfg, output_dir)  # built again for every loop; here to refuse bad ones before any file
     class_names = datamodule.class_names
     logger = _logger(cfg, output_dir, progress.logger_version)
     files.start(config, None if logger is None else logger.version)
@@ -256,7 +269,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         callback = ActiveLearningCallback(pool, strategy, rules, loop + 1, seed, len(datamodule.dataset),
                                           boxes.per_class.copy())
         loop_dir = output_dir / loop_folder(loop)
-        extra_callbacks = [hydra.utils.instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+        extra_callbacks = _extra_callbacks(cfg, output_dir)
         trainer: pl.Trainer = hydra.utils.instantiate(
             cfg.trainer, logger=logger if logger is not None else False,
             callbacks=[callback, *extra_callbacks], default_root_dir=str(loop_dir))

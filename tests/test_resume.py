@@ -164,3 +164,16 @@ def test_a_resumed_run_continues_its_wandb_run(compose_cfg: Compose) -> None:
     run_id = json.loads((out / RUN_FILE).read_text())["logger_version"]
     assert first.name.endswith(f"-{run_id}") and resumed.name.endswith(f"-{run_id}")
     assert [row["loop"] for row in history_rows(resumed) if "al/map" in row] == [1]
+
+
+def test_a_callback_writing_outside_the_output_folder_is_refused(compose_cfg: Compose, tmp_path: Path) -> None:
+    cfg = compose_cfg(*TINY, "logger=none", "+callbacks.ckpt._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+                      f"+callbacks.ckpt.dirpath={tmp_path / 'elsewhere'}")
+    with pytest.raises(ValueError, match=r"callbacks.ckpt.dirpath: .*elsewhere.* leads outside the output folder"):
+        run(cfg)
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "run" / RUN_FILE).exists()
+    inside = compose_cfg(*TINY, "logger=none", "loop.num_loops=1", "trainer.enable_checkpointing=true",
+                         "+callbacks.ckpt._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+                         f"+callbacks.ckpt.dirpath={tmp_path / 'run' / 'checkpoints'}")
+    run(inside)
+    assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
