@@ -225,7 +225,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     # everything that can be misconfigured is built before anything trains
     datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
     strategy: Strategy = hydra.utils.instantiate(cfg.strategy)
-    pool = progress.pool or LabelPool(datamodule.pool_split())
+    pool = progress.pool if progress.pool is not None else LabelPool(datamodule.pool_split())
     check_loop_config(cfg.loop, len(pool))
     pl.seed_everything(derive_seed(seed, TRAINING, 0), workers=True)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)

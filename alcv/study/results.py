@@ -4,7 +4,8 @@
 (an AP that is undefined because its class has no ground truth). ``selections.jsonl``: one object per
 acquisition, ``{"loop": k, "indices": [...], "scores": [...]}``, the absolute dataset indices labeled at
 loop ``k`` in the strategy's order. Lines are appended and flushed to disk one at a time, so a run that
-stops early leaves every finished loop readable.
+stops early leaves every finished loop readable; resuming it rewrites a file only to drop what an interrupted
+loop had begun (:mod:`alcv.run_files`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _jsonl_line(record: Mapping[str, Any]) -> str:
 
 
 def append_jsonl(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
-    """Append ``record`` as one line and flush it to disk (earlier lines are never rewritten)."""
+    """Append ``record`` as one line and flush it to disk; earlier lines are left as they are."""
     with open(path, "a") as handle:
         handle.write(_jsonl_line(record))
         handle.flush()
