@@ -177,3 +177,34 @@ def test_a_callback_writing_outside_the_output_folder_is_refused(compose_cfg: Co
                          f"+callbacks.ckpt.dirpath={tmp_path / 'run' / 'checkpoints'}")
     run(inside)
     assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+
+
+def test_damaged_state_is_refused_naming_the_file_and_field_and_nothing_is_rewritten(compose_cfg: Compose) -> None:
+    cfg = compose_cfg(*TINY, "logger=none", "loop.reset_weights=false")
+    run(cfg)
+    out = Path(cfg.output_dir)
+    results = (out / RESULTS_FILE).read_text().splitlines(keepends=True)
+    (out / RESULTS_FILE).write_text(results[0])  # as if killed during loop 1
+    intact = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    selections = (out / SELECTIONS_FILE).read_text().splitlines(keepends=True)
+    pool = json.loads((out / POOL_STATE_FILE).read_text())
+    moved_label = {**pool, "labeled_at": [0 if loop == 1 else loop for loop in pool["labeled_at"]]}
+    damages = [
+        (RUN_FILE, "{not json", rf"{RUN_FILE}: not a valid run file"),
+        (RUN_FILE, json.dumps({"format": 99, "config": {}}), rf"{RUN_FILE}: field 'format' is 99, expected 1"),
+        (RESULTS_FILE, results[0] * 2, rf"{RESULTS_FILE}: field 'loop' runs \[0, 0\]"),
+        (SELECTIONS_FILE, selections[0], rf"{SELECTIONS_FILE}: field 'loop' runs \[0\]; expected one selection"),
+        (POOL_STATE_FILE, json.dumps(moved_label), rf"{POOL_STATE_FILE}: the frames labeled at loop 0 differ"),
+        (f"loop_000/{WEIGHTS_FILE}", None, rf"loop_000/{WEIGHTS_FILE} is missing: .* needs loop 0's weights"),
+    ]
+    for name, damaged, message in damages:
+        if damaged is None:
+            (out / name).unlink()
+        else:
+            (out / name).write_text(damaged)
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            run(cfg)
+        assert {path.relative_to(out) for path in out.rglob("*") if path.is_file()} == \
+            set(intact) - ({Path(name)} if damaged is None else set())
+        (out / name).write_bytes(intact[Path(name)])
+    assert {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()} == intact
