@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from alcv.config import CONFIG_DIR, register_resolvers
+from alcv.study.results import RESULTS_FILE
 
 #: a world and a training length that run a loop in seconds on a CPU
 TINY = [
@@ -92,3 +93,21 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     environment = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
     return subprocess.run([str(alcv), *args], cwd=cwd, env=environment, capture_output=True, text=True,
                           timeout=600)
+
+
+def as_if_killed_during(run_dir: Path, loop: int) -> list[str]:
+    """Cut the run's ``results.jsonl`` to the lines of loops before ``loop``, as if the run had been killed during
+    ``loop`` (a resumed run redoes it); returns the lines it had."""
+    lines = (run_dir / RESULTS_FILE).read_text().splitlines(keepends=True)
+    (run_dir / RESULTS_FILE).write_text("".join(lines[:loop]))
+    return lines
+
+
+class CodeRunningPickle:
+    """A pickle payload that creates the file ``marker`` when unpickled: what a weights-only load must refuse."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, as_if_killed_during
 from ddp_pool_selection import DDP_RUNS, WRITER_RANK, DDPRun, predict_and_select
 
 from alcv.pool import LabelPool
 from alcv.run_files import POOL_STATE_FILE
-from alcv.study.results import RESULTS_FILE, SELECTIONS_FILE, read_jsonl, read_results
+from alcv.study.results import SELECTIONS_FILE, read_jsonl, read_results
 
 WORLD_SIZE = 2
 #: each DDP run here takes about 20 s on two cores; past this it hangs
@@ -152,8 +152,7 @@ def test_the_loop_runs_under_ddp_from_the_command_line(tmp_path: Path) -> None:
                "logger=none", *TINY, "loop.num_loops=3", f"hydra.run.dir={run_dir}"]
     run_distributed(command, cwd=tmp_path)
     uninterrupted = (run_dir / SELECTIONS_FILE).read_text()
-    result_lines = (run_dir / RESULTS_FILE).read_text().splitlines(keepends=True)
-    (run_dir / RESULTS_FILE).write_text(result_lines[0])  # as if killed before loop 1 committed: it selects again
+    as_if_killed_during(run_dir, 1)  # loop 1 selects again
     run_distributed(command, cwd=tmp_path)
     assert (run_dir / SELECTIONS_FILE).read_text() == uninterrupted
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli
+from conftest import TINY, CodeRunningPickle, as_if_killed_during, compose_config, run_cli
 from crash_callback import CRASH_AT
 from omegaconf import DictConfig
 from wandb_log import history_rows
@@ -117,25 +117,14 @@ def test_results_of_a_run_without_run_file_are_never_overwritten(compose_cfg: Co
     assert (out / RESULTS_FILE).read_text() == '{"loop": 0}\n'
 
 
-class _RunsCode:
-    """A pickle payload that creates a file when unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (Path.touch, (self.marker,))
-
-
 def test_weights_are_loaded_without_running_code(compose_cfg: Compose, tmp_path: Path) -> None:
     """A weights file replaced by a pickle that runs code is refused; the code never runs."""
     cfg = compose_cfg(*TINY, "logger=none", "loop.reset_weights=false")
     run(cfg)
     out = Path(cfg.output_dir)
     marker = tmp_path / "code_ran"
-    torch.save({"weight": _RunsCode(marker)}, out / "loop_000" / WEIGHTS_FILE)
-    results = (out / RESULTS_FILE).read_text().splitlines(keepends=True)
-    (out / RESULTS_FILE).write_text(results[0])  # as if killed during loop 1: resuming loads loop 0's weights
+    torch.save({"weight": CodeRunningPickle(marker)}, out / "loop_000" / WEIGHTS_FILE)
+    as_if_killed_during(out, 1)  # resuming loop 1 loads loop 0's weights
 
     with pytest.raises(ValueError, match=rf"loop_000/{WEIGHTS_FILE}: not the weights of"):
         run(cfg)
@@ -156,8 +145,7 @@ def test_a_resumed_run_continues_its_wandb_run(compose_cfg: Compose) -> None:
     cfg = compose_cfg(*TINY)
     run(cfg)
     out = Path(cfg.output_dir)
-    results = (out / RESULTS_FILE).read_text().splitlines(keepends=True)
-    (out / RESULTS_FILE).write_text(results[0])  # as if killed during loop 1
+    as_if_killed_during(out, 1)
     run(cfg)
 
     first, resumed = sorted((out / "wandb").glob("offline-run-*"))
@@ -183,8 +171,7 @@ def test_damaged_state_is_refused_naming_the_file_and_field_and_nothing_is_rewri
     cfg = compose_cfg(*TINY, "logger=none", "loop.reset_weights=false")
     run(cfg)
     out = Path(cfg.output_dir)
-    results = (out / RESULTS_FILE).read_text().splitlines(keepends=True)
-    (out / RESULTS_FILE).write_text(results[0])  # as if killed during loop 1
+    results = as_if_killed_during(out, 1)
     intact = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
     selections = (out / SELECTIONS_FILE).read_text().splitlines(keepends=True)
     pool = json.loads((out / POOL_STATE_FILE).read_text())

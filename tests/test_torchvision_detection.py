@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.models._api as tv_api
+from conftest import CodeRunningPickle
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchmetrics.detection import MeanAveragePrecision
@@ -318,16 +319,6 @@ def test_weights_download_failure_says_what_and_how(family: str, kwargs: dict[st
     assert "model.weights=null" in message and "no network in tests" in message
 
 
-class _RunsCode:
-    """A pickle payload that creates a file when unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (Path.touch, (self.marker,))
-
-
 def test_a_cached_weights_file_that_would_run_code_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """torch.hub loads cached files with weights_only=False; the builders force weights-only loading."""
     from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights
@@ -339,7 +330,7 @@ def test_a_cached_weights_file_that_would_run_code_is_refused(tmp_path: Path, mo
     try:
         (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
         marker = tmp_path / "code_ran"
-        torch.save({"weight": _RunsCode(marker)}, tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[-1])
+        torch.save({"weight": CodeRunningPickle(marker)}, tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[-1])
         with pytest.raises(RuntimeError, match=r"could not fetch or load .*SSDLite320.*Weights only load failed"):
             BUILDERS["ssdlite"](weights="DEFAULT")
     finally:
