@@ -172,12 +172,12 @@ def _extra_callbacks(cfg: DictConfig, output_dir: Path) -> list[pl.Callback]:
     return callbacks
 
 
-def _check_shards(frames: int, world_size: int) -> None:
-    """Refuse a pool inference in which some DDP process would get no frame: Lightning runs no predict hook on
-    such a process, so the others would wait for it forever when they combine their scores."""
+def _check_shards(frames: int, world_size: int, what: str) -> None:
+    """Refuse an evaluation or a pool inference in which some DDP process would get no frame: Lightning runs no
+    hook on such a process, so the others would wait for it forever when they gather metrics or scores."""
     if frames < world_size:
-        raise ValueError(f"pool inference has {frames} frames to predict for {world_size} processes, and each "
-                         "needs at least one; use fewer devices (trainer.devices) or keep more frames unlabeled")
+        raise ValueError(f"{what} has {frames} frames for {world_size} processes, and each needs at least one; use "
+                         "fewer devices (trainer.devices) or more frames")
 
 
 def _scores(values: list[float | None] | None) -> np.ndarray | None:
@@ -274,6 +274,9 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             cfg.trainer, logger=logger if logger is not None else False,
             callbacks=[callback, *extra_callbacks], default_root_dir=str(loop_dir))
 
+        for split in ("val", "test"):  # an empty val split is not evaluated at all
+            if frames := datamodule.dataset.split_indices(split).size:
+                _check_shards(frames, trainer.world_size, f"the {split} split")
         started = time.perf_counter()
         trainer.fit(model, datamodule=datamodule)
         models = [model]
@@ -290,7 +293,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         if acquiring and predicts_pool:
             started = time.perf_counter()
             datamodule.predict_labeled = request.include_labeled
-            _check_shards(len(pool) if request.include_labeled else pool.n_unlabeled, trainer.world_size)
+            _check_shards(len(pool) if request.include_labeled else pool.n_unlabeled, trainer.world_size,
+                          "pool inference")
             trainer.predict(_predictor(models, request), datamodule=datamodule, return_predictions=False)
             selection, selection_seconds = callback.selection, callback.selection_seconds
             pool_seconds = time.perf_counter() - started - selection_seconds

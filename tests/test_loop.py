@@ -13,7 +13,7 @@ from conftest import TINY, TINY_2D
 from omegaconf import DictConfig
 from wandb_log import history_rows
 
-from alcv.loop import run
+from alcv.loop import _check_shards, run
 from alcv.pool import LabelPool
 from alcv.run_files import POOL_STATE_FILE
 from alcv.study.results import REQUIRED_FIELDS, RESULTS_FILE, SELECTIONS_FILE, read_jsonl, read_results
@@ -206,3 +206,9 @@ def test_a_model_for_the_other_modality_is_refused_before_training(compose_cfg: 
     with pytest.raises(ValueError, match=message):
         run(cfg)
     assert not (Path(cfg.output_dir) / RESULTS_FILE).exists()
+
+
+def test_a_split_smaller_than_the_ddp_world_is_refused_instead_of_hanging() -> None:
+    with pytest.raises(ValueError, match=r"the test split has 1 frames for 2 processes, and each needs at least one"):
+        _check_shards(1, 2, "the test split")
+    _check_shards(2, 2, "pool inference")  # one frame each is enough
