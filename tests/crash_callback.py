@@ -12,6 +12,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
+from alcv.run_files import loop_folder
+
 #: ``$ALCV_TEST_CRASH_AT`` = ``<loop>:<point>``; points: ``start`` (the Trainer of the loop starts fitting, after
 #: the previous loop committed: between loops), ``train`` (the 3rd training step), ``pool`` (the 2nd batch of pool
 #: inference)
@@ -25,8 +27,8 @@ class CrashAt(Callback):
         self.loop, self.point = int(loop), point
 
     def _crash_if(self, trainer: pl.Trainer, point: str) -> None:
-        # the loop number is in the name of the Trainer's folder, loop_NNN
-        if point == self.point and Path(trainer.default_root_dir).name == f"loop_{self.loop:03d}":
+        # the loop number is in the name of the Trainer's folder
+        if point == self.point and Path(trainer.default_root_dir).name == loop_folder(self.loop):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
