@@ -1,5 +1,15 @@
 """Pool inference and selection of one acquisition on the tiny world, on one process or under DDP.
 
+Two kinds of run tell apart the two things DDP pool inference promises:
+
+- with :class:`FrameKeyedDetector`, whose detections of a frame depend only on the frame's absolute index, every
+  process computes the same per-frame statistics bit for bit, so what DDP adds (combining the ranks' columns by
+  absolute index, rank 0's selection, the broadcast, every rank's labels) must give exactly what one process
+  gives;
+- with the config's detector (``real_model``), each process predicts other batches (other frames, other sizes)
+  with fewer threads, and float32 kernels need not sum in the same order, so the statistics agree with one
+  process's only up to floating-point error.
+
 ``python tests/ddp_pool_selection.py OUT_DIR`` runs every run of :data:`DDP_RUNS` under
 ``Trainer(accelerator="cpu", devices=2, strategy="ddp")`` (gloo); each rank writes what it ended with
 (:func:`predict_and_select`, or ``{"error": "<type>: <message>"}`` for the run whose selection fails) to
@@ -28,7 +38,7 @@ from alcv.callbacks import ActiveLearningCallback
 from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.data.datamodule import ActiveDataModule
 from alcv.loop import initial_size, selection_rules
-from alcv.models.detections import Detections
+from alcv.models.detections import Detections, PredictionRequest
 from alcv.pool import LabelPool
 from alcv.strategies import Picker, PoolStats, Strategy
 
@@ -38,10 +48,12 @@ POOL_FRAMES = "data.dataset.world.pool_frames=35"
 
 
 class DDPRun(NamedTuple):
-    """One pool inference and selection: the ``strategy`` config; whether the pool is sharded by a
+    """One pool inference and selection: the ``strategy`` config; whether the pool is predicted by the config's
+    detector (seeded, untrained) instead of :class:`FrameKeyedDetector`; whether the pool is sharded by a
     ``DistributedSampler`` that pads with repeated frames; whether the strategy fails when it selects."""
 
     strategy: str
+    real_model: bool = False
     padded_sampler: bool = False
     failing_selection: bool = False
 
@@ -51,6 +63,8 @@ DDP_RUNS = {
     "least_confidence": DDPRun("least_confidence"),
     "coreset": DDPRun("coreset"),
     "padded_sampler": DDPRun("least_confidence", padded_sampler=True),
+    "least_confidence_real_model": DDPRun("least_confidence", real_model=True),
+    "coreset_real_model": DDPRun("coreset", real_model=True),
     "failing_selection": DDPRun("least_confidence", failing_selection=True),
 }
 #: the column in which :class:`RankTagged` records which rank wrote a row
@@ -89,6 +103,35 @@ class RankTagged:
         return self.strategy.select(pool, picker, seed)
 
 
+class FrameKeyedDetector(pl.LightningModule):
+    """A stand-in detector for pool inference whose detections of a frame depend on nothing but its absolute
+    index: 0 to :attr:`MAX_BOXES` boxes, their class probabilities ``(M, num_classes)`` and, when
+    :attr:`prediction_request` asks for embeddings, an embedding ``(EMBEDDING_DIM,)``, all drawn by a generator
+    seeded with the index. Whatever the batching, the thread count or the process, a frame gets the same
+    detections bit for bit."""
+
+    MAX_BOXES = 5
+    EMBEDDING_DIM = 8
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.prediction_request = PredictionRequest()
+
+    def frame_detections(self, index: int) -> Detections:
+        rng = np.random.default_rng([SEED, index])
+        num_boxes = int(rng.integers(0, self.MAX_BOXES + 1))
+        class_probs = torch.from_numpy(rng.random((num_boxes, self.num_classes), dtype=np.float32))
+        scores, labels = class_probs.max(dim=1) if num_boxes else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+        boxes = torch.from_numpy(rng.standard_normal((num_boxes, 7), dtype=np.float32))
+        embedding = (torch.from_numpy(rng.standard_normal(self.EMBEDDING_DIM, dtype=np.float32))
+                     if self.prediction_request.embeddings else None)
+        return Detections(index, boxes, labels, scores, class_probs, embedding)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
+        return [self.frame_detections(index) for index in batch["index"].tolist()]
+
+
 class PaddedPoolData(pl.LightningDataModule):
     """Predicts ``datamodule``'s pool through a ``DistributedSampler`` that pads the shards to equal length by
     repeating frames (``drop_last=False``); to be used with ``Trainer(use_distributed_sampler=False)``."""
@@ -107,8 +150,9 @@ class PaddedPoolData(pl.LightningDataModule):
 
 def predict_and_select(run: DDPRun, devices: int, root_dir: Path) -> dict[str, Any]:
     """Predict the pool of the tiny world (``TINY``, :data:`POOL_FRAMES`, ``strategy=<run.strategy>``) with a
-    seeded, untrained model on ``devices`` CPU processes and label one acquisition of ``loop.query_size`` frames
-    at loop 1; with ``run.padded_sampler``, through :class:`PaddedPoolData`.
+    :class:`FrameKeyedDetector` (with ``run.real_model``: the config's detector, seeded and untrained) on
+    ``devices`` CPU processes and label one acquisition of ``loop.query_size`` frames at loop 1; with
+    ``run.padded_sampler``, through :class:`PaddedPoolData`.
 
     Returns:
         this rank's outcome: ``selected``, ``selected_scores``, ``selected_costs`` (the :class:`Selection`),
@@ -129,7 +173,7 @@ def predict_and_select(run: DDPRun, devices: int, root_dir: Path) -> dict[str, A
     datamodule.predict_labeled = strategy.request.include_labeled
     predicted = pool.indices if strategy.request.include_labeled else pool.unlabeled_indices
     pl.seed_everything(SEED)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model) if run.real_model else FrameKeyedDetector(len(datamodule.class_names))
     model.prediction_request = strategy.request
 
     callback = ActiveLearningCallback(pool, strategy, selection_rules(cfg.loop), loop=1, seed=SEED,
