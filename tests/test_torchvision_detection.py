@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,9 +52,12 @@ HUB_LOAD = tv_api.load_state_dict_from_url
 
 
 @pytest.fixture(autouse=True)
-def _small_and_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seeded, 2 threads, and any attempt to download weights fails loudly."""
+def _small_and_offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Seeded, 2 threads, and any attempt to download weights fails loudly. The thread count is restored after
+    the test: tests that compare a run in this process with one in a subprocess (resume) need both to use the
+    default."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
 
     def no_network(*args: Any, **kwargs: Any) -> Any:
@@ -63,6 +66,8 @@ def _small_and_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", no_network)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_batch(first_index: int = 10) -> dict[str, Any]:
