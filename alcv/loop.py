@@ -25,14 +25,14 @@ from alcv import tracking
 from alcv.callbacks import ActiveLearningCallback, Selection, acquire
 from alcv.config import register_resolvers
 from alcv.data.datamodule import ActiveDataModule
-from alcv.files import inside
 from alcv.models.committee import CommitteeModule
 from alcv.models.detections import PredictionRequest
 from alcv.pool import LabelPool
 from alcv.run_files import RunFiles, loop_folder
+from alcv.run_records import RESULTS_FILE
+from alcv.safe_io import checked_inside
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
 from alcv.strategies import SelectionRules, Strategy
-from alcv.study.results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _logger(cfg: DictConfig, output_dir: Path, version: Any) -> Logger | None:
         return None
     resumed = {} if version is None else {"version": version}
     logger: Logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir), **resumed)
-    inside(output_dir, getattr(logger, "log_dir", None) or logger.save_dir or output_dir,
+    checked_inside(output_dir, getattr(logger, "log_dir", None) or logger.save_dir or output_dir,
            "logger folder (from experiment_name or logger.name)")
     return logger
 
@@ -167,7 +167,7 @@ def _extra_callbacks(cfg: DictConfig, output_dir: Path) -> list[pl.Callback]:
     for name, node in (cfg.get("callbacks") or {}).items():
         callback = hydra.utils.instantiate(node)
         if getattr(callback, "dirpath", None) is not None:
-            inside(output_dir, callback.dirpath, f"callbacks.{name}.dirpath")
+            checked_inside(output_dir, callback.dirpath, f"callbacks.{name}.dirpath")
         callbacks.append(callback)
     return callbacks
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from alcv.files import write_text_atomically
+from alcv.safe_io import write_text_atomically
 
 UNLABELED = -1
 

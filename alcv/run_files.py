@@ -37,9 +37,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from alcv.files import atomic_binary_file, inside, write_text_atomically
 from alcv.pool import LabelPool
-from alcv.study.results import (
+from alcv.run_records import (
     REQUIRED_FIELDS,
     RESULTS_FILE,
     SELECTIONS_FILE,
@@ -47,6 +46,7 @@ from alcv.study.results import (
     read_jsonl,
     write_jsonl_atomically,
 )
+from alcv.safe_io import atomic_binary_file, checked_inside, write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class RunFiles:
             self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def _path(self, *parts: str) -> Path:
-        return inside(self.output_dir, Path(*parts), "output file")
+        return checked_inside(self.output_dir, Path(*parts), "output file")
 
     # ------------------------------------------------------------------ resuming
     def resume(self, config: Mapping[str, Any]) -> Progress:

@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from alcv.config import CONFIG_DIR, register_resolvers
-from alcv.study.results import read_results
+from alcv.run_records import read_results
 
 DEFAULT_LEVEL = 0.95
 

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from alcv.config import CONFIG_DIR, register_resolvers
-from alcv.study.results import RESULTS_FILE
+from alcv.run_records import RESULTS_FILE
 
 #: a world and a training length that run a loop in seconds on a CPU
 TINY = [

@@ -21,7 +21,7 @@ from alcv.data.datamodule import ActiveDataModule
 from alcv.data.export import coco_overrides, export_coco, export_kitti, kitti_overrides
 from alcv.loop import run
 from alcv.pool import LabelPool
-from alcv.study.results import read_results
+from alcv.run_records import read_results
 
 Compose = Callable[..., DictConfig]
 

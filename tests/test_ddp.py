@@ -31,7 +31,7 @@ from ddp_pool_selection import DDP_RUNS, WRITER_RANK, DDPRun, predict_and_select
 
 from alcv.pool import LabelPool
 from alcv.run_files import POOL_STATE_FILE
-from alcv.study.results import SELECTIONS_FILE, read_jsonl, read_results
+from alcv.run_records import SELECTIONS_FILE, read_jsonl, read_results
 
 WORLD_SIZE = 2
 #: how closely a real detector's float32 statistics under DDP must match one process's, relative to the largest

@@ -16,7 +16,7 @@ from alcv.data.coco import CocoDataset
 from alcv.data.export import coco_overrides, export_coco, kitti_overrides, main
 from alcv.data.synthetic_camera import SyntheticCameraDataset
 from alcv.loop import run
-from alcv.study.results import SELECTIONS_FILE, read_jsonl, read_results
+from alcv.run_records import SELECTIONS_FILE, read_jsonl, read_results
 
 Compose = Callable[..., DictConfig]
 

@@ -16,7 +16,7 @@ from wandb_log import history_rows
 from alcv.loop import _check_shards, run
 from alcv.pool import LabelPool
 from alcv.run_files import POOL_STATE_FILE
-from alcv.study.results import REQUIRED_FIELDS, RESULTS_FILE, SELECTIONS_FILE, read_jsonl, read_results
+from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, SELECTIONS_FILE, read_jsonl, read_results
 
 Compose = Callable[..., DictConfig]
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import alcv.files
+import alcv.safe_io
 from alcv.pool import UNLABELED, LabelPool
 
 #: absolute indices in no particular order, with gaps: nothing may assume positions
@@ -203,8 +203,8 @@ def _failing_replace(src: Any, dst: Any) -> None:
 
 
 @pytest.mark.parametrize(("module", "name", "sabotage", "error"), [
-    (alcv.files.os, "fsync", _killed_while_writing, KeyboardInterrupt),  # killed while writing
-    (alcv.files.os, "replace", _failing_replace, OSError),  # the rename fails
+    (alcv.safe_io.os, "fsync", _killed_while_writing, KeyboardInterrupt),  # killed while writing
+    (alcv.safe_io.os, "replace", _failing_replace, OSError),  # the rename fails
 ])
 def test_a_failed_save_leaves_the_previous_file_and_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, name: str, sabotage: Any, error: type

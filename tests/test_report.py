@@ -11,6 +11,7 @@ import pytest
 from matplotlib.image import imread
 from omegaconf import DictConfig
 
+from alcv.run_records import RESULTS_FILE, append_jsonl
 from alcv.study.report import (
     classwise_curves,
     confidence_interval,
@@ -23,7 +24,6 @@ from alcv.study.report import (
     subset_table,
     write_report,
 )
-from alcv.study.results import RESULTS_FILE, append_jsonl
 
 CLASSES = ("vehicle", "pedestrian")
 POOL = 1000

@@ -19,7 +19,7 @@ from wandb_log import history_rows
 import alcv.run_files
 from alcv.loop import run
 from alcv.run_files import POOL_STATE_FILE, RUN_FILE, WEIGHTS_FILE
-from alcv.study.results import RESULTS_FILE, SELECTIONS_FILE, read_jsonl
+from alcv.run_records import RESULTS_FILE, SELECTIONS_FILE, read_jsonl
 
 Compose = Callable[..., DictConfig]
 TESTS = Path(__file__).parent

@@ -32,7 +32,7 @@ from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.data.datamodule import SplitDataset
 from alcv.data.kitti import write_kitti
 from alcv.data.splits import SPLITS
-from alcv.files import refuse_non_empty, write_text_atomically
+from alcv.safe_io import refuse_non_empty, write_text_atomically
 
 __all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main"]
 

@@ -61,8 +61,8 @@ from alcv.data.splits import (
     class_map_for,
     is_number,
 )
-from alcv.files import refuse_non_empty, write_text_atomically
 from alcv.geometry import box_corners
+from alcv.safe_io import refuse_non_empty, write_text_atomically
 
 __all__ = ["KITTI_IMAGE_SIZE", "KittiCalibration", "KittiDataset", "kitti_like_calibration",
            "kitti_to_lidar_boxes", "lidar_to_kitti_boxes", "read_kitti_calibration", "write_kitti"]

@@ -42,11 +42,11 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
-from alcv.files import weights_only_loads
 from alcv.metrics.center_distance import DetectionAP
 from alcv.metrics.coco_map import CocoMAP
 from alcv.models.detection_module import DetectionModule, OptimizerFactory, SchedulerFactory
 from alcv.models.detections import Detections
+from alcv.safe_io import weights_only_loads
 
 __all__ = ["TorchvisionDetectionModule", "detect", "detector_num_classes", "fasterrcnn", "fcos", "retinanet",
            "ssdlite"]

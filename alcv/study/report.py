@@ -1,6 +1,6 @@
 """Paper-style study reports from results files: tables, figures and a Markdown summary.
 
-Reads only ``results.jsonl`` files (see :mod:`alcv.study.results`), found under the given directories;
+Reads only ``results.jsonl`` files (see :mod:`alcv.run_records`), found under the given directories;
 never the objects of a run. Two kinds of runs feed a report, told apart by their ``study_type`` field:
 
 - ``subset`` runs (``experiment=subset_study``): one model per (data fraction, seed) on a random subset.
@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
-from alcv.study.results import REQUIRED_FIELDS, RESULTS_FILE, read_jsonl
+from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, read_jsonl
 
 #: fractions of the full-data mAP for which the labels-needed table counts labels
 DEFAULT_LEVELS = (0.9, 0.95, 1.0)

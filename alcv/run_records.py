@@ -1,6 +1,6 @@
-"""The results files of a run: the contract between runs and reports.
+"""The records a run writes, one line per loop or acquisition: the contract between runs and reports.
 
-``results.jsonl``: one JSON object per loop (see :data:`REQUIRED_FIELDS`); NaN is written as ``null``
+``results.jsonl``: one JSON object per loop, the fields of a :class:`LoopRecord`; NaN is written as ``null``
 (an AP that is undefined because its class has no ground truth). ``selections.jsonl``: one object per
 acquisition, ``{"loop": k, "indices": [...], "scores": [...]}``, the absolute dataset indices labeled at
 loop ``k`` in the strategy's order. Lines are appended and flushed to disk one at a time, so a run that
@@ -14,15 +14,66 @@ import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from alcv.files import write_text_atomically
+from alcv.safe_io import write_text_atomically
 
 RESULTS_FILE = "results.jsonl"
 SELECTIONS_FILE = "selections.jsonl"
-REQUIRED_FIELDS = ("experiment", "dataset", "strategy", "seed", "loop", "n_labeled_frames", "n_labeled_boxes",
-                   "fraction", "map", "ap_per_class", "timings")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopRecord:
+    """One line of ``results.jsonl``: what loop ``loop`` trained on, how its model scored on the test split, and
+    what it selected for the next loop. The fields are written in this order.
+
+    Fields without a default are required of every results file a report reads; the others came later or are
+    not needed by every report, and read as their default where a file lacks them.
+
+    Attributes:
+        experiment: ``experiment_name``. study_type: ``active_learning`` or ``subset``. dataset: the data's name.
+        strategy: the strategy's name; strategy_config: its resolved config.
+        seed: the run's seed. loop: 0-based loop number, of ``num_loops``.
+        n_labeled_frames, n_labeled_boxes: what the model of this loop was trained on (ground-truth boxes).
+        n_pool_frames: the pool's size; fraction: ``n_labeled_frames / n_pool_frames``; target_fraction:
+            ``loop.initial_fraction`` of a subset study (None otherwise).
+        map: test mAP; ap_per_class: class name -> AP (NaN for a class without ground truth); ap_per_threshold:
+            the mAP at each matching threshold (its ``%g`` as the key).
+        val_map: the last validation mAP (NaN when there is no val split).
+        extra_metrics: further test metrics of the model, ``{name: {"map": ..., "ap/<class>": ...}}``.
+        n_selected: frames selected for the next loop; budget_unit: ``frames`` or ``boxes``; selected_cost: their
+            cost in that unit.
+        timings: seconds of ``train``, ``test``, ``pool_inference`` and ``selection``.
+    """
+
+    experiment: str
+    study_type: str = "active_learning"
+    dataset: str
+    strategy: str
+    strategy_config: dict[str, Any] | None = None
+    seed: int
+    loop: int
+    num_loops: int | None = None
+    n_labeled_frames: int
+    n_labeled_boxes: int
+    n_pool_frames: int | None = None
+    fraction: float
+    target_fraction: float | None = None
+    map: float
+    ap_per_class: dict[str, float]
+    ap_per_threshold: dict[str, float] = field(default_factory=dict)
+    val_map: float = math.nan
+    extra_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_selected: int = 0
+    budget_unit: str = "frames"
+    selected_cost: float = 0.0
+    timings: dict[str, float]
+
+
+#: the fields every line of ``results.jsonl`` must hold: those of :class:`LoopRecord` without a default
+REQUIRED_FIELDS = tuple(f.name for f in fields(LoopRecord) if f.default is MISSING and f.default_factory is MISSING)
 
 
 def _json_safe(value: Any) -> Any:

@@ -62,7 +62,7 @@ def refuse_non_empty(folder: Path) -> None:
         raise FileExistsError(f"{folder} already exists and is not an empty folder; write into a new folder")
 
 
-def inside(folder: str | os.PathLike[str], path: str | os.PathLike[str], setting: str) -> Path:
+def checked_inside(folder: str | os.PathLike[str], path: str | os.PathLike[str], setting: str) -> Path:
     """``path`` (relative paths are taken from ``folder``) resolved, after checking that it lies in ``folder``.
 
     Raises:
