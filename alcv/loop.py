@@ -1,17 +1,24 @@
-"""The active-learning loop driver: ``run(cfg) -> results``.
+"""The active-learning loop driver: ``run(cfg) -> results``, as the steps of its data flow.
 
-Per loop ``k`` (0-based) of ``cfg.loop.num_loops``: a fresh Trainer fits the model on the labeled frames,
-tests it on the fixed test split, then (except after the last loop) predicts the unlabeled pool while the
-:class:`ActiveLearningCallback` scores it and labels the next ``query_size`` frames at loop ``k + 1``.
-The loop's record goes to ``results.jsonl`` and W&B, the acquisition to ``selections.jsonl`` and the
-whole labeling state to ``label_pool.json`` (atomically) before the next loop starts. Running again with the
-same output folder resumes after the last completed loop (:mod:`alcv.run_files`).
+:func:`prepare` builds and checks everything a run needs before any file is written. Then per loop ``k``
+(0-based) of ``cfg.loop.num_loops``:
+
+1. :func:`train_and_test`: a fresh Trainer fits the model on the labeled frames and tests it on the fixed
+   test split;
+2. :func:`acquire_next` (except after the last loop): pool inference, where the :class:`ActiveLearningCallback`
+   collects per-frame statistics, then :func:`alcv.acquisition.acquire` labels the next frames at loop ``k + 1``;
+3. :func:`record_loop`: the loop's :class:`LoopRecord`, logged to the run's logger (W&B);
+4. :func:`commit`: the labeling state to ``label_pool.json`` (atomically), the acquisition to
+   ``selections.jsonl`` and last the record to ``results.jsonl``.
+
+Running again with the same output folder resumes after the last completed loop (:mod:`alcv.run_files`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +29,15 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from alcv import tracking
-from alcv.callbacks import ActiveLearningCallback, Selection, acquire
+from alcv.acquisition import Selection, acquire
+from alcv.callbacks import ActiveLearningCallback
 from alcv.config import register_resolvers
 from alcv.data.datamodule import ActiveDataModule
 from alcv.models.committee import CommitteeModule
 from alcv.models.detections import PredictionRequest
 from alcv.pool import LabelPool
-from alcv.run_files import RunFiles, loop_folder
-from alcv.run_records import RESULTS_FILE
+from alcv.run_files import Progress, RunFiles, loop_folder
+from alcv.run_records import RESULTS_FILE, LoopRecord
 from alcv.safe_io import checked_inside
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
 from alcv.strategies import SelectionRules, Strategy
@@ -200,29 +208,61 @@ def _format_summary(records: list[dict[str, Any]], class_names: tuple[str, ...])
     return "\n".join(lines)
 
 
-def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run one active-learning experiment described by ``cfg`` (the composed Hydra config).
+@dataclass
+class RunState:
+    """What :func:`prepare` builds for a run, and what its loops change: the model (a new one per loop unless
+    it warm-starts), the pool's labels and the labeled boxes.
 
-    Writes into ``cfg.output_dir``: ``run.json``, ``results.jsonl``, ``selections.jsonl``, ``label_pool.json``
-    and one folder per loop for the Trainer (:mod:`alcv.run_files`). When the folder holds an earlier attempt
-    of the same run, goes on after its last completed loop (an interrupted loop is redone from its start);
-    a run with another config is refused. Returns the records of every loop (the lines of ``results.jsonl``;
-    NaN read back from the file of an earlier attempt is None).
+    Attributes:
+        cfg: the composed config. files: the run's files. seed, num_loops: from ``cfg``.
+        datamodule, strategy, model: built from ``cfg``. pool: the labeling state (resumed or new).
+        rules: each acquisition's budget and spreading. request: what pool inference must give the strategy.
+        predicts_pool: whether acquisitions predict the pool (strategies without predictions still need them
+            for a budget in boxes, or for spreading over drives).
+        logger: the run's logger, or None. boxes: ground-truth boxes of the labeled frames.
     """
-    register_resolvers()
-    output_dir = Path(cfg.output_dir)
-    files = RunFiles(output_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    progress = files.resume(config)
-    num_loops = int(cfg.loop.num_loops)
-    if progress.completed_loops == num_loops:
-        log.info("the run in %s has completed all %d loops; nothing to do", output_dir, num_loops)
-        if files.writer:
-            print(_format_summary(progress.records, tuple(progress.records[0]["ap_per_class"])))
-        return progress.records
-    seed = int(cfg.seed)
 
-    # everything that can be misconfigured is built before anything trains
+    cfg: DictConfig
+    files: RunFiles
+    seed: int
+    num_loops: int
+    datamodule: ActiveDataModule
+    strategy: Strategy
+    model: pl.LightningModule
+    pool: LabelPool
+    rules: SelectionRules
+    request: PredictionRequest
+    predicts_pool: bool
+    logger: Logger | None
+    boxes: _LabeledBoxes
+
+
+@dataclass
+class TrainedLoop:
+    """One loop's training and test: its Trainer (which then predicts the pool) and the callback that collects
+    the pool's statistics, the models that predict (the model, or a committee) and the seconds each step took.
+    The test result is the model's ``test_result``."""
+
+    trainer: pl.Trainer
+    callback: ActiveLearningCallback
+    models: list[pl.LightningModule]
+    train_seconds: float
+    test_seconds: float
+
+
+@dataclass
+class Acquisition:
+    """What one loop selected for the next (None after the last loop) and the seconds it took."""
+
+    selection: Selection | None = None
+    pool_seconds: float = 0.0
+    selection_seconds: float = 0.0
+
+
+def prepare(cfg: DictConfig, files: RunFiles, progress: Progress, config: dict[str, Any]) -> RunState:
+    """Build and check everything the run needs (data, strategy, loop settings, model, callbacks, logger),
+    before ``run.json`` is written; then write it and, for a new run, label the random initial set."""
+    seed = int(cfg.seed)
     datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
     strategy: Strategy = hydra.utils.instantiate(cfg.strategy)
     pool = progress.pool if progress.pool is not None else LabelPool(datamodule.pool_split())
@@ -230,126 +270,167 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     pl.seed_everything(derive_seed(seed, TRAINING, 0), workers=True)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
     check_modality(datamodule, model)
-    _extra_callbacks(cfg, output_dir)  # built again for every loop; here to refuse bad ones before any file
-    class_names = datamodule.class_names
-    logger = _logger(cfg, output_dir, progress.logger_version)
+    _extra_callbacks(cfg, files.output_dir)  # built again for every loop; here to refuse bad ones before any file
+    logger = _logger(cfg, files.output_dir, progress.logger_version)
     files.start(config, None if logger is None else logger.version)
     if logger is not None and not progress.completed_loops:
         logger.log_hyperparams(config)
-
-    first_loop = progress.completed_loops
-    if first_loop == 0:
+    if progress.completed_loops == 0:
         initial_rng = np.random.default_rng(derive_seed(seed, INITIAL_SET))
         pool.label_random(initial_size(cfg.loop, len(pool)), loop=0, rng=initial_rng)
         files.save_pool(pool)
         files.append_selection(0, pool.labeled_in_loop(0), None)
     datamodule.attach_pool(pool)
-    # the frames labeled for the coming loop, in the strategy's order, with their scores (None at loop 0)
-    last_selection = progress.selections[-1] if progress.selections else None
-    newly_labeled: tuple[np.ndarray, np.ndarray | None] = (
-        (pool.labeled_in_loop(0), None) if last_selection is None else
-        (np.asarray(last_selection["indices"], dtype=np.int64), _scores(last_selection["scores"])))
-    boxes = _LabeledBoxes(datamodule)
     rules = selection_rules(cfg.loop)
-    request = strategy.request or PredictionRequest()
-    # strategies without predictions still need them for a budget in boxes (costs) or spreading (drives)
-    predicts_pool = strategy.request is not None or rules.counts_boxes or rules.spreads
+    return RunState(cfg=cfg, files=files, seed=seed, num_loops=int(cfg.loop.num_loops), datamodule=datamodule,
+                    strategy=strategy, model=model, pool=pool, rules=rules,
+                    request=strategy.request or PredictionRequest(),
+                    predicts_pool=strategy.request is not None or rules.counts_boxes or rules.spreads,
+                    logger=logger, boxes=_LabeledBoxes(datamodule))
+
+
+def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
+    """Fit loop ``loop``'s model on the labeled frames with a fresh Trainer (and, when the strategy asks for a
+    committee, its other members), then test it. ``first_loop``: the first loop of this process (a warm start
+    resumed there loads the previous loop's weights)."""
+    cfg, datamodule = state.cfg, state.datamodule
+    # every random stream of a loop starts from (seed, loop): a resumed loop is the loop it would have been
+    pl.seed_everything(derive_seed(state.seed, TRAINING, loop), workers=True)
+    if loop > 0 and cfg.loop.reset_weights:
+        state.model = hydra.utils.instantiate(cfg.model)
+    elif loop > 0 and loop == first_loop:
+        state.files.load_weights(loop - 1, state.model)
+    callback = ActiveLearningCallback(state.strategy, state.rules, len(datamodule.dataset))
+    loop_dir = state.files.output_dir / loop_folder(loop)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=state.logger if state.logger is not None else False,
+        callbacks=[callback, *_extra_callbacks(cfg, state.files.output_dir)], default_root_dir=str(loop_dir))
+    for split in ("val", "test"):  # an empty val split is not evaluated at all
+        if frames := datamodule.dataset.split_indices(split).size:
+            _check_shards(frames, trainer.world_size, f"the {split} split")
+    started = time.perf_counter()
+    trainer.fit(state.model, datamodule=datamodule)
+    models = [state.model]
+    if loop < state.num_loops - 1 and state.predicts_pool and state.request.members > 1:
+        models = _train_committee(cfg, datamodule, state.model, state.request.members, state.seed, loop, loop_dir)
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    trainer.test(state.model, datamodule=datamodule, verbose=False)
+    return TrainedLoop(trainer, callback, models, train_seconds, time.perf_counter() - started)
+
+
+def acquire_next(state: RunState, trained: TrainedLoop, loop: int) -> Acquisition:
+    """Select and label the frames of loop ``loop + 1`` (nothing after the last loop): predict the pool when the
+    strategy or the rules need it, then :func:`acquire`."""
+    if loop == state.num_loops - 1:
+        return Acquisition()
+    columns, pool_seconds = None, 0.0
+    if state.predicts_pool:
+        started = time.perf_counter()
+        state.datamodule.predict_labeled = state.request.include_labeled
+        _check_shards(len(state.pool) if state.request.include_labeled else state.pool.n_unlabeled,
+                      trained.trainer.world_size, "pool inference")
+        trained.trainer.predict(_predictor(trained.models, state.request), datamodule=state.datamodule,
+                                return_predictions=False)
+        columns, pool_seconds = trained.callback.columns, time.perf_counter() - started
+    started = time.perf_counter()
+    selection = acquire(state.pool, state.strategy, state.rules, loop + 1, state.seed, columns,
+                        state.boxes.per_class.copy(), trained.trainer)
+    return Acquisition(selection, pool_seconds, time.perf_counter() - started)
+
+
+def record_loop(state: RunState, loop: int, n_labeled: int, n_boxes: int, trained: TrainedLoop,
+                acquisition: Acquisition) -> LoopRecord:
+    """The results line of loop ``loop``, trained on ``n_labeled`` frames holding ``n_boxes`` boxes."""
+    cfg, model, selection = state.cfg, state.model, acquisition.selection
+    result = model.test_result
+    return LoopRecord(
+        experiment=cfg.experiment_name, study_type=cfg.loop.get("study_type", "active_learning"),
+        dataset=state.datamodule.name, strategy=state.strategy.name,
+        strategy_config=OmegaConf.to_container(cfg.strategy, resolve=True), seed=state.seed,
+        loop=loop, num_loops=state.num_loops, n_labeled_frames=n_labeled, n_labeled_boxes=n_boxes,
+        n_pool_frames=len(state.pool), fraction=n_labeled / len(state.pool),
+        target_fraction=cfg.loop.get("initial_fraction"), map=result.map,
+        ap_per_class=dict(zip(state.datamodule.class_names, result.ap_per_class.tolist(), strict=True)),
+        ap_per_threshold=dict(zip((f"{t:g}" for t in result.thresholds), result.ap_per_threshold.tolist(),
+                                  strict=True)),
+        val_map=model.val_result.map if model.val_result is not None else float("nan"),
+        extra_metrics={name: extra.as_dict() for name, extra in getattr(model, "extra_test_results", {}).items()},
+        n_selected=0 if selection is None else int(selection.indices.size), budget_unit=state.rules.unit,
+        selected_cost=0.0 if selection is None else float(selection.costs.sum()),
+        timings={"train": trained.train_seconds, "test": trained.test_seconds,
+                 "pool_inference": acquisition.pool_seconds, "selection": acquisition.selection_seconds})
+
+
+def log_loop(state: RunState, record: LoopRecord, trained_on: tuple[np.ndarray, np.ndarray | None]) -> None:
+    """Log ``record`` to the run's logger, with the frames labeled for its loop (``trained_on``: indices in the
+    strategy's order, and their scores or None)."""
+    dataset = state.datamodule.dataset
+    tracking.log_loop_metrics(state.logger, {
+        "al/map": record.map, **{f"al/ap/{name}": ap for name, ap in record.ap_per_class.items()},
+        **{f"al/{metric}/{key}": value for metric, values in record.extra_metrics.items()
+           for key, value in values.items()},
+        "al/n_labeled_frames": record.n_labeled_frames, "al/n_labeled_boxes": record.n_labeled_boxes,
+        "al/fraction": record.fraction, "al/train_seconds": record.timings["train"],
+        "al/pool_inference_seconds": record.timings["pool_inference"]}, record.loop,
+        selected=tracking.SelectedFrames(*trained_on, [dataset.num_boxes(i) for i in trained_on[0].tolist()]))
+
+
+def commit(state: RunState, record: LoopRecord, selection: Selection | None) -> dict[str, Any]:
+    """Write loop ``record.loop``'s files in the order that makes it resumable (see :mod:`alcv.run_files`):
+    weights (warm start only), the pool, the next selection, and last the results line, which it returns."""
+    if record.loop < state.num_loops - 1 and not state.cfg.loop.reset_weights:
+        state.files.save_weights(record.loop, state.model)
+    state.files.save_pool(state.pool)
+    if selection is not None:
+        state.files.append_selection(selection.loop, selection.indices, selection.scores)
+    line = asdict(record)
+    state.files.append_result(line)
+    return line
+
+
+def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run one active-learning experiment described by ``cfg`` (the composed Hydra config).
+
+    Writes into ``cfg.output_dir``: ``state.json``, ``results.jsonl``, ``selections.jsonl``, ``label_pool.json``
+    and one folder per loop for the Trainer (:mod:`alcv.run_files`). When the folder holds an earlier attempt
+    of the same run, goes on after its last completed loop (an interrupted loop is redone from its start);
+    a run with another config is refused. Returns the records of every loop (the lines of ``results.jsonl``;
+    NaN read back from the file of an earlier attempt is None).
+    """
+    register_resolvers()
+    files = RunFiles(Path(cfg.output_dir))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    progress = files.resume(config)
+    if progress.completed_loops == int(cfg.loop.num_loops):
+        log.info("the run in %s has completed all %d loops; nothing to do", files.output_dir, progress.completed_loops)
+        if files.writer:
+            print(_format_summary(progress.records, tuple(progress.records[0]["ap_per_class"])))
+        return progress.records
+    state = prepare(cfg, files, progress, config)
     records: list[dict[str, Any]] = list(progress.records)
-    for loop in range(first_loop, num_loops):
-        n_labeled, n_boxes = pool.n_labeled, boxes.update(pool.labeled_indices)
-        log.info("loop %d of %d: training on %d labeled frames (%.1f %% of the pool)", loop + 1, num_loops,
-                 n_labeled, 100 * n_labeled / len(pool))
-        # every random stream of a loop starts from (seed, loop): a resumed loop is the loop it would have been
-        pl.seed_everything(derive_seed(seed, TRAINING, loop), workers=True)
-        if loop > 0 and cfg.loop.reset_weights:
-            model = hydra.utils.instantiate(cfg.model)
-        elif loop > 0 and loop == first_loop:
-            files.load_weights(loop - 1, model)
-        acquiring = loop < num_loops - 1
-        callback = ActiveLearningCallback(pool, strategy, rules, loop + 1, seed, len(datamodule.dataset),
-                                          boxes.per_class.copy())
-        loop_dir = output_dir / loop_folder(loop)
-        extra_callbacks = _extra_callbacks(cfg, output_dir)
-        trainer: pl.Trainer = hydra.utils.instantiate(
-            cfg.trainer, logger=logger if logger is not None else False,
-            callbacks=[callback, *extra_callbacks], default_root_dir=str(loop_dir))
-
-        for split in ("val", "test"):  # an empty val split is not evaluated at all
-            if frames := datamodule.dataset.split_indices(split).size:
-                _check_shards(frames, trainer.world_size, f"the {split} split")
-        started = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule)
-        models = [model]
-        if acquiring and predicts_pool and request.members > 1:
-            models = _train_committee(cfg, datamodule, model, request.members, seed, loop, loop_dir)
-        train_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        test_seconds = time.perf_counter() - started
-        result = model.test_result
-
-        selection: Selection | None = None
-        pool_seconds = selection_seconds = 0.0
-        if acquiring and predicts_pool:
-            started = time.perf_counter()
-            datamodule.predict_labeled = request.include_labeled
-            _check_shards(len(pool) if request.include_labeled else pool.n_unlabeled, trainer.world_size,
-                          "pool inference")
-            trainer.predict(_predictor(models, request), datamodule=datamodule, return_predictions=False)
-            selection, selection_seconds = callback.selection, callback.selection_seconds
-            pool_seconds = time.perf_counter() - started - selection_seconds
-        elif acquiring:
-            started = time.perf_counter()
-            selection = acquire(pool, strategy, rules, loop + 1, seed, labeled_class_counts=boxes.per_class.copy())
-            selection_seconds = time.perf_counter() - started
-
-        record = {
-            "experiment": cfg.experiment_name, "study_type": cfg.loop.get("study_type", "active_learning"),
-            "dataset": datamodule.name, "strategy": strategy.name,
-            "strategy_config": OmegaConf.to_container(cfg.strategy, resolve=True), "seed": seed,
-            "loop": loop, "num_loops": num_loops, "n_labeled_frames": n_labeled,
-            "n_labeled_boxes": n_boxes, "n_pool_frames": len(pool),
-            "fraction": n_labeled / len(pool), "target_fraction": cfg.loop.get("initial_fraction"),
-            "map": result.map,
-            "ap_per_class": dict(zip(class_names, result.ap_per_class.tolist(), strict=True)),
-            "ap_per_threshold": dict(zip((f"{t:g}" for t in result.thresholds),
-                                         result.ap_per_threshold.tolist(), strict=True)),
-            "val_map": model.val_result.map if model.val_result is not None else float("nan"),
-            # further test metrics of the model (e.g. KITTI-style AP): {name: {"map": ..., "ap/<class>": ...}}
-            "extra_metrics": {name: extra.as_dict()
-                              for name, extra in getattr(model, "extra_test_results", {}).items()},
-            "n_selected": 0 if selection is None else int(selection.indices.size),
-            "budget_unit": rules.unit, "selected_cost": 0.0 if selection is None else float(selection.costs.sum()),
-            "timings": {"train": train_seconds, "test": test_seconds, "pool_inference": pool_seconds,
-                        "selection": selection_seconds},
-        }
+    last_selection = progress.selections[-1] if progress.selections else None
+    # the frames labeled for the coming loop, in the strategy's order, with their scores (None at loop 0)
+    trained_on: tuple[np.ndarray, np.ndarray | None] = (
+        (state.pool.labeled_in_loop(0), None) if last_selection is None else
+        (np.asarray(last_selection["indices"], dtype=np.int64), _scores(last_selection["scores"])))
+    for loop in range(progress.completed_loops, state.num_loops):
+        n_labeled, n_boxes = state.pool.n_labeled, state.boxes.update(state.pool.labeled_indices)
+        log.info("loop %d of %d: training on %d labeled frames (%.1f %% of the pool)", loop + 1, state.num_loops,
+                 n_labeled, 100 * n_labeled / len(state.pool))
+        trained = train_and_test(state, loop, progress.completed_loops)
+        acquisition = acquire_next(state, trained, loop)
+        record = record_loop(state, loop, n_labeled, n_boxes, trained, acquisition)
         # logged before the commit: a loop killed in between is logged twice (the same values), never missed
-        tracking.log_loop_metrics(logger, {
-            "al/map": record["map"], **{f"al/ap/{name}": ap for name, ap in record["ap_per_class"].items()},
-            **{f"al/{metric}/{key}": value for metric, values in record["extra_metrics"].items()
-               for key, value in values.items()},
-            "al/n_labeled_frames": n_labeled, "al/n_labeled_boxes": n_boxes,
-            "al/fraction": record["fraction"], "al/train_seconds": train_seconds,
-            "al/pool_inference_seconds": pool_seconds}, loop,
-            selected=tracking.SelectedFrames(*newly_labeled, [datamodule.dataset.num_boxes(i)
-                                                              for i in newly_labeled[0].tolist()]))
-        # the commit of this loop, results line last (see alcv.run_files)
-        if acquiring and not cfg.loop.reset_weights:
-            files.save_weights(loop, model)
-        files.save_pool(pool)
-        if selection is not None:
-            files.append_selection(selection.loop, selection.indices, selection.scores)
-        files.append_result(record)
-        records.append(record)
-        if selection is not None:
-            newly_labeled = (selection.indices, selection.scores)
-        log.info("loop %d of %d: mAP %.3f on the test split (%s)", loop + 1, num_loops, record["map"],
-                 ", ".join(f"{name} {ap:.3f}" for name, ap in record["ap_per_class"].items()))
-
-    tracking.finish(logger)
-    if not files.writer:
-        return records
-    print(f"\nalcv: {cfg.experiment_name} / {strategy.name} / seed {seed} on {datamodule.name} "
-          f"(results in {output_dir / RESULTS_FILE})")
-    print(_format_summary(records, class_names))
+        log_loop(state, record, trained_on)
+        records.append(commit(state, record, acquisition.selection))
+        if acquisition.selection is not None:
+            trained_on = (acquisition.selection.indices, acquisition.selection.scores)
+        log.info("loop %d of %d: mAP %.3f on the test split (%s)", loop + 1, state.num_loops, record.map,
+                 ", ".join(f"{name} {ap:.3f}" for name, ap in record.ap_per_class.items()))
+    tracking.finish(state.logger)
+    if files.writer:
+        print(f"\nalcv: {cfg.experiment_name} / {state.strategy.name} / seed {state.seed} on {state.datamodule.name} "
+              f"(results in {files.output_dir / RESULTS_FILE})")
+        print(_format_summary(records, state.datamodule.class_names))
     return records

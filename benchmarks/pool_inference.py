@@ -9,7 +9,8 @@ times and keeping each one's fastest pass:
 - **bare**: ``for batch in datamodule.pool_dataloader(): model.predict_step(batch, i)`` under
   ``torch.inference_mode()`` with the model in eval mode: the model's forward pass and box decoding only;
 - **alcv**: ``Trainer.predict`` with the ``ActiveLearningCallback`` the loop uses, which also computes the
-  strategy's per-frame columns, writes them by absolute index and selects the next frames at the end.
+  strategy's per-frame columns and writes them by absolute index, then the acquisition that selects the next
+  frames.
 
 Prints frames per second of each and their ratio (issue 7's target: alcv / bare >= 0.9), and the selection's
 own time.
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
+from alcv.acquisition import Selection, acquire
 from alcv.callbacks import ActiveLearningCallback
 from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.data.datamodule import ActiveDataModule
@@ -58,14 +60,18 @@ class PoolInference:
         return len(self.pool) - self.pool.n_labeled
 
     def callback(self, callback_type: type[ActiveLearningCallback] = ActiveLearningCallback) -> ActiveLearningCallback:
-        """A fresh callback of the loop's kind for one pass (loop 1, seed 0)."""
-        return callback_type(self.pool, self.strategy, self.rules, 1, 0, len(self.datamodule.dataset))
+        """A fresh callback of the loop's kind for one pass."""
+        return callback_type(self.strategy, self.rules, len(self.datamodule.dataset))
 
-    def predict(self, callback: ActiveLearningCallback) -> None:
-        """One pass of ``Trainer.predict`` over the pool with ``callback``, as the loop runs it."""
+    def predict(self, callback: ActiveLearningCallback) -> tuple[Selection, float]:
+        """One pass of ``Trainer.predict`` over the pool with ``callback``, then the acquisition of loop 1 (seed 0),
+        as the loop runs them; returns the selection and the seconds the acquisition took."""
         trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[callback],
                              enable_progress_bar=False, enable_model_summary=False)
         trainer.predict(self.model, datamodule=self.datamodule, return_predictions=False)
+        started = time.perf_counter()
+        selection = acquire(self.pool, self.strategy, self.rules, 1, 0, callback.columns, trainer=trainer)
+        return selection, time.perf_counter() - started
 
 
 def set_up(overrides: list[str]) -> PoolInference:
@@ -104,13 +110,14 @@ def main() -> None:
 
     bare_seconds, alcv_seconds, selection_seconds = [], [], []
     for _ in range(args.repeats):
+        setup.pool = setup.pool.until(0)  # the same initial state for every pass (a pass labels the next frames)
+        setup.datamodule.attach_pool(setup.pool)
         bare_seconds.append(bare_pass(setup.model, setup.datamodule.pool_dataloader()))
-        callback = setup.callback()
         started = time.perf_counter()
-        setup.predict(callback)
+        selection, seconds = setup.predict(setup.callback())
         alcv_seconds.append(time.perf_counter() - started)
-        selection_seconds.append(callback.selection_seconds)
-        assert callback.selection is not None and callback.selection.indices.size > 0
+        selection_seconds.append(seconds)
+        assert selection.indices.size > 0
 
     bare, through_alcv = min(bare_seconds), min(alcv_seconds)
     print(f"# python benchmarks/pool_inference.py {' '.join(overrides)}   ({frames} unlabeled frames, batch "

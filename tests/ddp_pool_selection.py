@@ -34,6 +34,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, DistributedSampler
 
+from alcv.acquisition import acquire
 from alcv.callbacks import ActiveLearningCallback
 from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.data.datamodule import ActiveDataModule
@@ -176,16 +177,15 @@ def predict_and_select(run: DDPRun, devices: int, root_dir: Path) -> dict[str, A
     model = instantiate(cfg.model) if run.real_model else FrameKeyedDetector(len(datamodule.class_names))
     model.prediction_request = strategy.request
 
-    callback = ActiveLearningCallback(pool, strategy, selection_rules(cfg.loop), loop=1, seed=SEED,
-                                      dataset_size=len(datamodule.dataset))
+    rules = selection_rules(cfg.loop)
+    callback = ActiveLearningCallback(strategy, rules, dataset_size=len(datamodule.dataset))
     trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
                          use_distributed_sampler=not run.padded_sampler, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, default_root_dir=root_dir,
                          callbacks=[callback])
     trainer.predict(model, datamodule=PaddedPoolData(datamodule) if run.padded_sampler else datamodule,
                     return_predictions=False)
-    selection = callback.selection
-    assert selection is not None
+    selection = acquire(pool, strategy, rules, loop=1, seed=SEED, columns=callback.columns, trainer=trainer)
     return {"selected": selection.indices.tolist(), "selected_scores": selection.scores.tolist(),
             "selected_costs": selection.costs.tolist(), "pool_indices": pool.indices.tolist(),
             "labeled_at": pool.labeled_at.tolist(), "scored": np.flatnonzero(callback.scored).tolist(),

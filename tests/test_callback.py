@@ -1,4 +1,5 @@
-"""`acquire` and `ActiveLearningCallback`: scores by absolute index in, the right frames labeled out."""
+"""`acquire` and `ActiveLearningCallback`: scores by absolute index in (the callback), the right frames labeled out
+(the acquisition after it)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from fake_detections import make_frame
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from alcv.callbacks.active_learning import ActiveLearningCallback, Selection, acquire, choose_frames
+from alcv.acquisition import Selection, acquire, choose_frames
+from alcv.callbacks import ActiveLearningCallback
 from alcv.models.detections import Detections
 from alcv.pool import LabelPool
 from alcv.seeding import SELECTION, derive_seed
@@ -148,11 +150,11 @@ def drive(callback: ActiveLearningCallback, prediction_batches: list[list[Detect
 
 def test_callback_scores_by_absolute_index_and_labels_the_least_confident() -> None:
     pool = odd_pool()
-    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), SelectionRules(budget=2), loop=1, seed=0,
-                                      dataset_size=DATASET_SIZE)
+    callback = ActiveLearningCallback(UncertaintyStrategy(), SelectionRules(budget=2), dataset_size=DATASET_SIZE)
     callback.columns = {"score": np.full(DATASET_SIZE, 7.0)}  # leftovers must not survive on_predict_start
 
     drive(callback, batches(pool))
+    selection = acquire(pool, UncertaintyStrategy(), SelectionRules(budget=2), 1, 0, callback.columns)
 
     scores = callback.columns["score"]
     assert scores.shape == (DATASET_SIZE,)  # one row per absolute index
@@ -164,19 +166,17 @@ def test_callback_scores_by_absolute_index_and_labels_the_least_confident() -> N
     np.testing.assert_allclose(scores[others], 0.05, rtol=1e-5)
 
     assert pool.labeled_in_loop(1).tolist() == [15, 41]
-    assert callback.selection is not None
-    assert callback.selection.loop == 1
-    assert callback.selection.indices.tolist() == [15, 41]
-    np.testing.assert_allclose(callback.selection.scores, [0.6, 0.5], rtol=1e-6)
-    assert callback.selection_seconds >= 0.0
+    assert selection.loop == 1
+    assert selection.indices.tolist() == [15, 41]
+    np.testing.assert_allclose(selection.scores, [0.6, 0.5], rtol=1e-6)
 
 
 def test_callback_refuses_to_select_when_a_frame_was_not_predicted() -> None:
     pool = odd_pool()
-    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), SelectionRules(budget=2), loop=1, seed=0,
-                                      dataset_size=DATASET_SIZE)
+    callback = ActiveLearningCallback(UncertaintyStrategy(), SelectionRules(budget=2), dataset_size=DATASET_SIZE)
+    drive(callback, batches(pool, skip=33))
     with pytest.raises(RuntimeError, match=re.escape("[33]")):
-        drive(callback, batches(pool, skip=33))
+        acquire(pool, UncertaintyStrategy(), SelectionRules(budget=2), 1, 0, callback.columns)
     assert pool.n_labeled == 4
 
 
@@ -213,18 +213,17 @@ def test_a_real_prediction_run_labels_the_expected_frames(tmp_path: Path) -> Non
     for index, probs in unsure.items():
         table[index] = torch.tensor(probs)
 
-    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), SelectionRules(budget=3), loop=1, seed=0,
-                                      dataset_size=DATASET_SIZE)
+    callback = ActiveLearningCallback(UncertaintyStrategy(), SelectionRules(budget=3), dataset_size=DATASET_SIZE)
     loader = DataLoader(Subset(FrameIndices(), pool.unlabeled_indices.tolist()), batch_size=4)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
                          callbacks=[callback])
     trainer.predict(LookupDetector(table), loader, return_predictions=False)
+    selection = acquire(pool, UncertaintyStrategy(), SelectionRules(budget=3), 1, 0, callback.columns, trainer=trainer)
 
     assert pool.labeled_in_loop(1).tolist() == [11, 19, 37]
-    assert callback.selection is not None
-    assert callback.selection.indices.tolist() == [37, 11, 19]
-    np.testing.assert_allclose(callback.selection.scores, [0.55, 0.5, 0.4], rtol=1e-6)
+    assert selection.indices.tolist() == [37, 11, 19]
+    np.testing.assert_allclose(selection.scores, [0.55, 0.5, 0.4], rtol=1e-6)
     scores = callback.columns["score"]
     assert np.isnan(scores[[3, 8]]).all()
     assert np.isfinite(scores[pool.indices]).sum() == len(pool) - 4  # all unlabeled frames scored
@@ -236,7 +235,7 @@ def test_callback_records_drives_times_and_predicted_boxes_for_the_rules() -> No
     and times from the batch."""
     pool = odd_pool()
     rules = SelectionRules(budget=5, unit="boxes", frame_cost=1.0, box_cost=1.0, box_min_score=0.5, max_per_drive=1)
-    callback = ActiveLearningCallback(pool, UncertaintyStrategy(), rules, loop=1, seed=0, dataset_size=DATASET_SIZE)
+    callback = ActiveLearningCallback(UncertaintyStrategy(), rules, dataset_size=DATASET_SIZE)
     unlabeled = pool.unlabeled_indices
     # frames 7, 9 (drive 0) and 11 (drive 1) are the least confident; 9 holds three boxes scored >= 0.5
     special = {7: [[0.45, 0.3]], 9: [[0.4, 0.35], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]], 11: [[0.5, 0.45]]}
@@ -249,8 +248,7 @@ def test_callback_records_drives_times_and_predicted_boxes_for_the_rules() -> No
 
     assert callback.columns["predicted_boxes"][9] == 3 and callback.columns["predicted_boxes"][7] == 0
     assert callback.columns["drive_id"][11] == 1 and callback.columns["timestamp"][11] == pytest.approx(1.1)
-    selection = callback.selection
-    assert selection is not None
+    selection = acquire(pool, UncertaintyStrategy(), rules, 1, 0, callback.columns)
     # 9 ranks first (LC 0.6) and costs 1 + 3 = 4 of 5. Then 7 (cost 1) is in drive 0, which has its pick;
     # 11 and every confident frame hold one box scored >= 0.5 and cost 2 > the 1 left: nothing else fits
     assert selection.indices.tolist() == [9] and selection.costs.tolist() == [4.0]

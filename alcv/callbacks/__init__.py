@@ -1,5 +1,5 @@
 """Lightning callbacks of alcv."""
 
-from alcv.callbacks.active_learning import ActiveLearningCallback, Selection, acquire, choose_frames
+from alcv.callbacks.active_learning import ActiveLearningCallback
 
-__all__ = ["ActiveLearningCallback", "Selection", "acquire", "choose_frames"]
+__all__ = ["ActiveLearningCallback"]

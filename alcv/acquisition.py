@@ -1,0 +1,106 @@
+"""The acquisition step: the frames a strategy selects under a loop's rules, and labeling them in the pool.
+
+The loop calls :func:`acquire` once per acquisition, after pool inference (whose per-frame columns the
+:class:`~alcv.callbacks.ActiveLearningCallback` collected and combined across processes) or without it, for
+strategies that need no predictions. Under DDP global rank 0 alone runs the strategy and broadcasts its choice,
+so every process labels the same frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import numpy as np
+
+from alcv.pool import LabelPool
+from alcv.seeding import SELECTION, derive_seed
+from alcv.strategies import Picker, PoolStats, SelectionRules, Strategy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The frames labeled at one loop: absolute ``indices`` ``(k,)`` in pick order (best first), their
+    ``scores`` ``(k,)`` (the strategy's ``score`` column; zeros for strategies without one) and ``costs``
+    ``(k,)`` under the loop's budget (1 per frame, or box equivalents)."""
+
+    loop: int
+    indices: np.ndarray
+    scores: np.ndarray
+    costs: np.ndarray
+
+
+def _unscored(column: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: rows of a column that pool inference never wrote (all NaN)."""
+    return np.isnan(column.reshape(len(column), -1)).all(axis=1)
+
+
+def choose_frames(pool: LabelPool, strategy: Strategy, rules: SelectionRules, loop: int, seed: int,
+                  columns: Mapping[str, np.ndarray] | None = None,
+                  labeled_class_counts: np.ndarray | None = None) -> Selection:
+    """The unlabeled frames that ``strategy`` selects under ``rules`` for ``loop``; ``pool`` is not changed.
+
+    The choice depends only on the arguments (the strategy's randomness comes from ``seed`` and ``loop``).
+
+    Args:
+        columns: dense per-frame statistics from pool inference, name -> ``(dataset_size, ...)`` indexed by
+            absolute index (NaN where not predicted); None when the pool was not predicted.
+        labeled_class_counts: ``(C,)`` ground-truth boxes per class in the labeled frames.
+
+    Raises:
+        RuntimeError: if an unlabeled frame has no statistics (pool inference missed it).
+    """
+    candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
+    candidate_columns = {name: column[candidates] for name, column in (columns or {}).items()}
+    for name, values in candidate_columns.items():
+        missing = _unscored(values)
+        if missing.any():
+            raise RuntimeError(f"acquire: pool inference produced no '{name}' for {int(missing.sum())} unlabeled "
+                               f"frames, e.g. indices {candidates[missing][:5].tolist()}")
+    labeled_columns = {name: column[labeled] for name, column in (columns or {}).items()
+                       if not _unscored(column[labeled]).any()}
+    if rules.counts_boxes and "predicted_boxes" not in candidate_columns:
+        raise ValueError("acquire: a budget in boxes needs each candidate's predicted box count from pool inference")
+    costs = rules.costs(candidate_columns.get("predicted_boxes", np.zeros(candidates.size)))
+    picker = Picker(rules, costs, candidate_columns.get("drive_id"), candidate_columns.get("timestamp"))
+    stats = PoolStats(candidates, candidate_columns, labeled, labeled_columns, labeled_class_counts)
+    positions = np.asarray(strategy.select(stats, picker, derive_seed(seed, SELECTION, loop)), dtype=np.int64)
+    chosen = candidates[positions]
+    if chosen.size == 0 and candidates.size:
+        log.warning("loop %d: a budget of %g %s fits no frame (the cheapest candidate costs %g); nothing is labeled",
+                    loop, rules.budget, rules.unit, float(costs.min()))
+    scores = candidate_columns["score"][positions] if "score" in candidate_columns else np.zeros(chosen.size)
+    return Selection(loop, chosen, scores, costs[positions])
+
+
+def acquire(pool: LabelPool, strategy: Strategy, rules: SelectionRules, loop: int, seed: int,
+            columns: Mapping[str, np.ndarray] | None = None, labeled_class_counts: np.ndarray | None = None,
+            trainer: pl.Trainer | None = None) -> Selection:
+    """Select unlabeled frames with ``strategy`` under ``rules`` (:func:`choose_frames`, same arguments and
+    errors) and label them in ``pool`` at ``loop``; on an error ``pool`` is unchanged.
+
+    With a distributed ``trainer`` (``world_size > 1``; a collective call, every rank must make it) global rank 0
+    alone chooses and broadcasts the :class:`Selection`, or its error: rank 0 raises its error, the other ranks a
+    RuntimeError that quotes it. Every rank then labels the same frames.
+    """
+    if trainer is None or trainer.world_size == 1:
+        selection = choose_frames(pool, strategy, rules, loop, seed, columns, labeled_class_counts)
+    else:
+        selection, error = None, None
+        if trainer.is_global_zero:
+            try:
+                selection = choose_frames(pool, strategy, rules, loop, seed, columns, labeled_class_counts)
+            except Exception as failure:
+                error = failure
+        selection, message = trainer.strategy.broadcast(
+            (selection, None if error is None else f"{type(error).__name__}: {error}"), src=0)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise RuntimeError(f"loop {loop}: global rank 0 could not select the frames to label: {message}")
+    pool.label(selection.indices, loop)
+    return selection
