@@ -1,7 +1,11 @@
 """Acquisition strategies (pure: arrays in, ranked absolute indices out)."""
 
 from alcv.models.detections import PredictionRequest
-from alcv.strategies.diversity import CoresetStrategy, HybridStrategy, k_centre_greedy, nearest_distances
+from alcv.strategies.base import BoxFilter, PoolStats, Strategy, select_by_score
+from alcv.strategies.class_balance import ClassBalanceStrategy
+from alcv.strategies.diversity import CoresetStrategy, k_centre_greedy, nearest_distances
+from alcv.strategies.hybrid import HybridStrategy
+from alcv.strategies.random_sampling import RandomStrategy
 from alcv.strategies.selection import (
     BUDGET_UNITS,
     Picker,
@@ -10,19 +14,11 @@ from alcv.strategies.selection import (
     tie_break_keys,
     top_k,
 )
-from alcv.strategies.strategies import (
-    BoxFilter,
-    ClassBalanceStrategy,
-    PoolStats,
-    RandomStrategy,
-    Strategy,
-    UncertaintyStrategy,
-    select_by_score,
-)
 from alcv.strategies.uncertainty import (
     AGGREGATIONS,
     EMPTY_FRAME_POLICIES,
     UNCERTAINTIES,
+    UncertaintyStrategy,
     aggregate,
     class_distribution,
     entropy,

@@ -1,9 +1,7 @@
-"""Diversity: core-set k-centre greedy on frame embeddings, alone or after an uncertainty pre-filter.
+"""Diversity: core-set k-centre greedy on per-frame embeddings, and :class:`CoresetStrategy`.
 
-Memory is O(pool x dim): the embeddings plus one distance per candidate, never a pool x pool matrix.
-Distances to the labeled set are computed in blocks of bounded size (matrix products); each greedy pick
-updates the distances from exact differences, also in blocks, so that copies of a pick are at distance 0
-whatever their position.
+Memory is O(pool x dim): the embeddings plus one distance per candidate, never a pool x pool matrix;
+distances are computed in blocks of bounded size.
 """
 
 from __future__ import annotations
@@ -13,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from alcv.models.detections import Detections, PredictionRequest
-from alcv.strategies.selection import Picker, tie_break_keys, top_k
-from alcv.strategies.strategies import PoolStats, UncertaintyStrategy
+from alcv.strategies.base import PoolStats
+from alcv.strategies.selection import Picker, tie_break_keys
 
 #: candidate x centre distances computed at once (about 32 MiB of float64 per temporary)
 BLOCK_ELEMENTS = 2**22
@@ -22,7 +20,8 @@ BLOCK_ELEMENTS = 2**22
 TIE_TOLERANCE = 1e-9
 
 
-def _embeddings(detections: Sequence[Detections]) -> np.ndarray:
+def frame_embeddings(detections: Sequence[Detections]) -> np.ndarray:
+    """``(B, D)`` float32: the embedding of each frame of ``detections``."""
     missing = [d.index for d in detections if d.embedding is None]
     if missing:
         raise ValueError(f"frames {missing[:5]}: the detections carry no embedding; the model must fill "
@@ -89,6 +88,7 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
             continue
         taken.append(int(positions[row]))
         centre = embeddings[row].astype(np.float64)
+        # exact differences, not matrix products, so that copies of the pick are at distance 0 wherever they are
         for start in range(0, len(embeddings), rows):
             step = np.sqrt(((embeddings[start:start + rows] - centre) ** 2).sum(axis=1))
             np.minimum(distances[start:start + rows], step, out=distances[start:start + rows])
@@ -105,43 +105,8 @@ class CoresetStrategy:
         self.request = PredictionRequest(embeddings=True, include_labeled=True)
 
     def frame_stats(self, detections: Sequence[Detections]) -> dict[str, np.ndarray]:
-        return {"embedding": _embeddings(detections)}
+        return {"embedding": frame_embeddings(detections)}
 
     def select(self, pool: PoolStats, picker: Picker, seed: int) -> np.ndarray:
         return k_centre_greedy(pool.column("embedding"), pool.labeled_columns.get("embedding", np.zeros((0, 1))),
                                picker, tie_break_keys(pool.candidates, seed))
-
-
-class HybridStrategy:
-    """Uncertainty first, then diversity (cluster-margin style): keep the ``prefilter`` x (expected
-    picks) most uncertain candidates, then pick among them with k-centre greedy, so that one acquisition
-    does not spend its budget on near-duplicates of one uncertain scene.
-
-    Args:
-        uncertainty: an :class:`UncertaintyStrategy` that scores the frames (``least_confidence`` etc.).
-        prefilter: how many candidates per expected pick survive the pre-filter (expected picks = the
-            budget divided by the mean candidate cost), at least 1.
-    """
-
-    name = "hybrid"
-
-    def __init__(self, uncertainty: UncertaintyStrategy, prefilter: float = 10.0) -> None:
-        if prefilter < 1:
-            raise ValueError(f"strategy.prefilter must be >= 1, got {prefilter}")
-        if uncertainty.request.passes > 1 or uncertainty.request.members > 1:
-            raise ValueError("strategy=hybrid: its uncertainty must come from one deterministic model "
-                             f"(least_confidence, margin or entropy), got '{uncertainty.name}'")
-        self.uncertainty = uncertainty
-        self.prefilter = prefilter
-        self.request = PredictionRequest(embeddings=True, include_labeled=True)
-
-    def frame_stats(self, detections: Sequence[Detections]) -> dict[str, np.ndarray]:
-        return {"score": self.uncertainty.frame_scores(detections), "embedding": _embeddings(detections)}
-
-    def select(self, pool: PoolStats, picker: Picker, seed: int) -> np.ndarray:
-        expected_picks = picker.rules.budget / max(float(picker.costs.mean()), 1e-9) if picker.costs.size else 0
-        keep = max(int(np.ceil(self.prefilter * expected_picks)), 1)
-        survivors = np.searchsorted(pool.candidates, top_k(pool.candidates, pool.column("score"), keep, seed))
-        keys = tie_break_keys(pool.candidates[survivors], seed)
-        return k_centre_greedy(pool.column("embedding")[survivors],
-                               pool.labeled_columns.get("embedding", np.zeros((0, 1))), picker, keys, survivors)

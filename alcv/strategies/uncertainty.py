@@ -1,19 +1,25 @@
-"""Per-box uncertainty and its aggregation into one score per frame; pure functions over arrays.
+"""Uncertainty sampling: per-box uncertainty measures, their aggregation into one score per frame (pure
+functions over arrays) and :class:`UncertaintyStrategy`, which labels the most uncertain frames.
 
-Every measure takes a box's per-class probabilities ``(M, C)`` (DESIGN.md's detection contract: softmax
-rows sum to 1 over the C object classes plus a background that is left out; sigmoid rows hold C
-independent probabilities). Least confidence and margin read the probabilities as given, so a sigmoid
-box that is unsure whether it is an object at all scores as uncertain. Entropy and mutual information
-need a distribution: they use the row normalised over the C classes (the class distribution given that
-the box is an object), which leaves softmax rows that sum to 1 unchanged. On such rows every measure
-equals its textbook definition.
+Every measure takes a box's per-class probabilities ``(M, C)`` (the contract of
+:attr:`alcv.models.detections.Detections.class_probs`: softmax rows sum to 1 over the C object classes
+plus a background that is left out; sigmoid rows hold C independent probabilities). Least confidence and
+margin read the probabilities as given, so a sigmoid box that is unsure whether it is an object at all
+scores as uncertain. Entropy and mutual information need a distribution: they use the row normalised over
+the C classes (the class distribution given that the box is an object), which leaves softmax rows that
+sum to 1 unchanged. On such rows every measure equals its textbook definition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from scipy.special import entr
+
+from alcv.models.detections import Detections, PredictionRequest
+from alcv.strategies.base import BoxFilter, PoolStats, select_by_score
+from alcv.strategies.selection import Picker
 
 AGGREGATIONS = ("max", "mean", "sum", "min", "topk_mean")
 EMPTY_FRAME_POLICIES = ("least_uncertain", "most_uncertain")
@@ -45,19 +51,12 @@ def class_distribution(class_probs: np.ndarray) -> np.ndarray:
     return np.where(totals > 0, class_probs / np.where(totals > 0, totals, 1.0), uniform)
 
 
-def _entropy_nats(distribution: np.ndarray) -> np.ndarray:
-    """``-sum_c p log p`` over the last axis, in nats, with ``0 log 0 = 0``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(distribution > 0, distribution * np.log(distribution), 0.0)
-    return -terms.sum(axis=-1)
-
-
 def entropy(class_probs: np.ndarray) -> np.ndarray:
     """Normalised entropy of each box's class distribution, ``H(p) / log C`` in [0, 1]; ``(M, C)`` ->
     ``(M,)``. With one class there is no class uncertainty and the entropy is 0."""
     if class_probs.shape[0] == 0 or class_probs.shape[1] < 2:
         return np.zeros(class_probs.shape[0])
-    return _entropy_nats(class_distribution(class_probs)) / np.log(class_probs.shape[1])
+    return entr(class_distribution(class_probs)).sum(axis=-1) / np.log(class_probs.shape[1])
 
 
 def mutual_information(samples: np.ndarray) -> np.ndarray:
@@ -70,8 +69,8 @@ def mutual_information(samples: np.ndarray) -> np.ndarray:
     if samples.ndim != 3:
         raise ValueError(f"mutual_information: expected (T, M, C) samples, got shape {samples.shape}")
     distributions = class_distribution(samples)
-    total = _entropy_nats(distributions.mean(axis=0))
-    expected = _entropy_nats(distributions).mean(axis=0)
+    total = entr(distributions.mean(axis=0)).sum(axis=-1)
+    expected = entr(distributions).sum(axis=-1).mean(axis=0)
     return np.maximum(total - expected, 0.0)
 
 
@@ -93,11 +92,13 @@ def vote_entropy(samples: np.ndarray, found: np.ndarray) -> np.ndarray:
     votes = np.where(found, samples.argmax(axis=2), classes)  # (T, M); class C means "missed"
     counts = np.zeros((boxes, classes + 1))
     np.add.at(counts, (np.broadcast_to(np.arange(boxes), votes.shape), votes), 1.0)
-    return _entropy_nats(counts / max(members, 1))
+    return entr(counts / max(members, 1)).sum(axis=-1)
 
 
 UNCERTAINTIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least_confidence": least_confidence, "margin": margin, "entropy": entropy}
+#: per-box measures that need several predictions of each box: MC-dropout passes or committee members
+SAMPLED_UNCERTAINTIES = ("bald", "vote_entropy")
 
 
 def aggregate(values: np.ndarray, frame_of_box: np.ndarray, num_frames: int, how: str, top_k: int = 3) -> np.ndarray:
@@ -126,3 +127,89 @@ def aggregate(values: np.ndarray, frame_of_box: np.ndarray, num_frames: int, how
         (np.maximum if how == "max" else np.minimum).at(result, frame_of_box, values)
     result[counts == 0] = np.nan
     return result
+
+
+class UncertaintyStrategy:
+    """Per-box uncertainty, aggregated per frame, then the most uncertain frames.
+
+    Args:
+        uncertainty: per-box measure: ``least_confidence``, ``margin``, ``entropy`` (the functions of
+            those names), ``bald`` (mutual information over ``passes`` MC-dropout passes) or
+            ``vote_entropy`` (over a committee of ``members`` independently trained models).
+        aggregation: how a frame's box values become its score: ``max`` (its most uncertain box),
+            ``mean``, ``sum`` (favours crowded frames), ``min`` or ``topk_mean`` (mean of the ``top_k``
+            highest).
+        empty_frames: policy for frames with no box that counts: ``least_uncertain`` ranks them below
+            every frame with detections (the detector is sure the frame holds nothing); ``most_uncertain``
+            ranks them above all (a frame where it sees nothing may hold what it cannot detect yet). Ties
+            among them are broken at random.
+        min_score, class_weights, class_names: see :class:`BoxFilter`.
+        passes, dropout: MC-dropout passes and their dropout probability (``bald``).
+        members: committee size (``vote_entropy``).
+        name: the strategy's name in results (default: ``uncertainty``).
+    """
+
+    def __init__(self, uncertainty: str = "least_confidence", aggregation: str = "max", top_k: int = 3,
+                 empty_frames: str = "least_uncertain", min_score: float = 0.0,
+                 class_weights: Mapping[str, float] | None = None, class_names: Sequence[str] | None = None,
+                 passes: int = 1, dropout: float = 0.0, members: int = 1, name: str | None = None) -> None:
+        known = (*UNCERTAINTIES, *SAMPLED_UNCERTAINTIES)
+        if uncertainty not in known:
+            raise ValueError(f"strategy.uncertainty: unknown '{uncertainty}', expected one of {known}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"strategy.aggregation: unknown '{aggregation}', expected one of {AGGREGATIONS}")
+        if top_k < 1:
+            raise ValueError(f"strategy.top_k: must be >= 1, got {top_k}")
+        if empty_frames not in EMPTY_FRAME_POLICIES:
+            raise ValueError(f"strategy.empty_frames: unknown '{empty_frames}', expected one of "
+                             f"{EMPTY_FRAME_POLICIES}")
+        if uncertainty == "bald" and not (passes >= 2 and 0.0 < dropout < 1.0):
+            raise ValueError(f"strategy=bald needs strategy.passes >= 2 and strategy.dropout in (0, 1), got "
+                             f"passes={passes}, dropout={dropout}")
+        if uncertainty == "vote_entropy" and members < 2:
+            raise ValueError(f"strategy=vote_entropy needs a committee: strategy.members >= 2, got {members}")
+        self.name = name or uncertainty
+        self.uncertainty = uncertainty
+        self.aggregation = aggregation
+        self.top_k = top_k
+        self.empty_frames = empty_frames
+        self.filter = BoxFilter(min_score, class_weights, class_names)
+        self.request = PredictionRequest(passes=passes if uncertainty == "bald" else 1,
+                                         dropout=dropout if uncertainty == "bald" else 0.0,
+                                         members=members if uncertainty == "vote_entropy" else 1)
+
+    def box_values(self, detections: Detections, kept: np.ndarray) -> np.ndarray:
+        """The uncertainty ``(K,)`` of the ``kept`` boxes of one frame."""
+        if self.uncertainty == "bald":
+            return mutual_information(_samples(detections, "prob_samples")[:, kept])
+        if self.uncertainty == "vote_entropy":
+            return vote_entropy(_samples(detections, "prob_samples")[:, kept],
+                                _samples(detections, "found")[:, kept])
+        return UNCERTAINTIES[self.uncertainty](detections.class_probs.numpy()[kept])
+
+    def frame_scores(self, detections: Sequence[Detections]) -> np.ndarray:
+        """One score per frame ``(B,)``; frames with no box that counts get ``-inf`` or ``+inf``."""
+        kept = [self.filter.kept(d) for d in detections]
+        counts = np.array([int(k.sum()) for k in kept], dtype=np.int64)
+        values = [self.box_values(d, k) for d, k in zip(detections, kept, strict=True)]
+        num_classes = max((d.class_probs.shape[1] for d in detections), default=1)
+        weights = self.filter.weights(num_classes)
+        labels = [d.labels.numpy()[k] for d, k in zip(detections, kept, strict=True)]
+        all_values = np.concatenate(values) * weights[np.concatenate(labels)] if values else np.zeros(0)
+        frame_of_box = np.repeat(np.arange(len(detections)), counts)
+        scores = aggregate(all_values, frame_of_box, len(detections), self.aggregation, self.top_k)
+        return np.where(counts == 0, -np.inf if self.empty_frames == "least_uncertain" else np.inf, scores)
+
+    def frame_stats(self, detections: Sequence[Detections]) -> dict[str, np.ndarray]:
+        return {"score": self.frame_scores(detections)}
+
+    def select(self, pool: PoolStats, picker: Picker, seed: int) -> np.ndarray:
+        return select_by_score(pool, picker, pool.column("score"), seed)
+
+
+def _samples(detections: Detections, name: str) -> np.ndarray:
+    value = getattr(detections, name)
+    if value is None:
+        raise ValueError(f"frame {detections.index}: the detections carry no '{name}'; the strategy needs a model "
+                         "that predicts several passes or a committee (see PredictionRequest)")
+    return value.numpy()

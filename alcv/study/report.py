@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -185,9 +184,10 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     values = values[~np.isnan(values)]
     if values.size < 2:
         return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
-    mean = values.mean()
-    return float(mean - half), float(mean + half)
+    # the standard interval scaled by hand: scipy's scale=0 gives NaN, zero spread must give (mean, mean)
+    low, high = stats.t.interval(level, values.size - 1)
+    mean, sem = values.mean(), stats.sem(values)
+    return float(mean + low * sem), float(mean + high * sem)
 
 
 def _subset_fraction(frame: pd.DataFrame) -> pd.Series:
