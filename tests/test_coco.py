@@ -16,7 +16,8 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from alcv.data import coco
-from alcv.data.coco import CocoDataset, collate_images
+from alcv.data.coco import CocoDataset
+from alcv.data.collate import collate_images
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 6, "name": "bus"},
               {"id": 8, "name": "truck"}, {"id": 18, "name": "dog"}]

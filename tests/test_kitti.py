@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from alcv.data.export import write_kitti
 from alcv.data.kitti import (
     KittiCalibration,
     KittiDataset,
@@ -20,7 +21,6 @@ from alcv.data.kitti import (
     kitti_to_lidar_boxes,
     lidar_to_kitti_boxes,
     read_kitti_calibration,
-    write_kitti,
 )
 from alcv.data.lidar_dataset import SyntheticLidarDataset
 from alcv.data.synthetic_lidar import SyntheticLidarWorld

@@ -24,15 +24,9 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from alcv.metrics.coco_map import CocoMAP
 from alcv.models.components.tiny_fpn import TinyFPNBackbone
 from alcv.models.detections import Detections, PredictionRequest
-from alcv.models.torchvision_detection import (
-    TorchvisionDetectionModule,
-    detect,
-    detector_num_classes,
-    fasterrcnn,
-    fcos,
-    retinanet,
-    ssdlite,
-)
+from alcv.models.torchvision_builders import fasterrcnn, fcos, retinanet, ssdlite
+from alcv.models.torchvision_inference import detect, detector_num_classes
+from alcv.models.torchvision_module import TorchvisionDetectionModule
 
 CLASS_NAMES = ("car", "person", "bike")
 C = len(CLASS_NAMES)

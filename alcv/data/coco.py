@@ -1,17 +1,9 @@
-"""COCO-format detection datasets for alcv's 2D path, and the collation of 2D items into batches.
+"""COCO-format detection datasets for alcv's 2D path.
 
 A split is a folder of images and a COCO *instances* JSON file (``images``, ``annotations``, ``categories``).
 :class:`CocoDataset` reads the pool, val and test splits into one dataset indexed by absolute index, in the
-2D item contract (the same as :class:`~alcv.data.synthetic_camera.SyntheticCameraDataset`):
-
-- ``index``: int, the absolute dataset index (never a position inside a split or the pool);
-- ``image``: ``tv_tensors.Image`` uint8 ``(3, H, W)``, RGB (grayscale, palette and RGBA images are converted);
-- ``boxes``: ``tv_tensors.BoundingBoxes`` float32 ``(M, 4)`` ``[x1, y1, x2, y2]`` (XYXY) in pixels, origin at
-  the top-left corner of the image, x to the right, y down, ``canvas_size=(H, W)``;
-- ``labels``: int64 ``(M,)`` class ids into ``class_names``;
-- ``drive_id``: int, and ``timestamp``: float seconds (see :class:`CocoDataset`).
-
-:func:`collate_images` turns a list of such items into the batch the 2D detectors consume.
+2D item contract of :mod:`alcv.data.collate` (grayscale, palette and RGBA images are converted to RGB; drives
+and timestamps: see :class:`CocoDataset`).
 """
 
 from __future__ import annotations
@@ -27,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
 from alcv.data.splits import (
     IndexedSplits,
@@ -383,24 +374,3 @@ def _parse_instances(path: Path, images_dir: Path, class_entries: Mapping[str, S
                        "boxes": np.array([b for b, _ in boxes], dtype=np.float32).reshape(-1, 4),
                        "labels": np.array([label for _, label in boxes], dtype=np.int64)})
     return parsed
-
-
-def collate_images(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Collate 2D items (see the module docstring) into the batch the 2D detectors consume.
-
-    Returns a dict with ``index`` ``(B,)`` int64 (absolute dataset indices); ``images``, a list of B plain
-    float32 ``(3, H_i, W_i)`` tensors scaled to ``[0, 1]`` (uint8 images are divided by 255, floating images
-    are taken as already in ``[0, 1]``); ``boxes``, a list of plain float32 ``(M_i, 4)`` XYXY pixel tensors;
-    ``labels``, a list of int64 ``(M_i,)``; ``drive_id`` ``(B,)`` int64 and ``timestamp`` ``(B,)`` float64.
-    Images keep their own sizes: resizing and batching into one tensor is the detector's job.
-    """
-    return {
-        "index": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
-        "images": [F.to_dtype(torch.as_tensor(item["image"]).as_subclass(torch.Tensor), torch.float32, scale=True)
-                   for item in items],
-        "boxes": [torch.as_tensor(item["boxes"]).as_subclass(torch.Tensor).to(torch.float32).reshape(-1, 4)
-                  for item in items],
-        "labels": [torch.as_tensor(item["labels"]).as_subclass(torch.Tensor).to(torch.int64) for item in items],
-        "drive_id": torch.tensor([int(item["drive_id"]) for item in items], dtype=torch.long),
-        "timestamp": torch.tensor([float(item["timestamp"]) for item in items], dtype=torch.float64),
-    }

@@ -11,8 +11,10 @@ import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from alcv.data.lidar_dataset import Transform, TransformedSubset
 from alcv.pool import LabelPool
+
+#: an item -> the item a loader yields (an augmentation); items are dicts with an absolute ``index``
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class SplitDataset(Protocol):
@@ -32,14 +34,28 @@ class SplitDataset(Protocol):
     def box_labels(self, index: int) -> np.ndarray: ...
 
 
+class TransformedSubset(Dataset):
+    """The frames ``indices`` (absolute) of ``dataset``, by position, with ``transform`` applied to each item."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], transform: Transform | None = None) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        item = self.dataset[int(self.indices[position])]
+        return self.transform(item) if self.transform is not None else item
+
+
+# Not a RandomSampler: Lightning's DDP swaps that for a one-pass DistributedSampler but shards other samplers' draws.
 class EpochSampler(Sampler[int]):
     """``num_samples`` positions of a dataset of ``size`` items, drawn like ``RandomSampler(replacement=False,
-    num_samples=...)`` (whole random permutations from torch's global RNG, the last one cut short).
-
-    Deliberately not a ``RandomSampler``: under DDP Lightning replaces a ``RandomSampler`` by a
-    ``DistributedSampler`` over the dataset, which makes an epoch one pass and loses ``num_samples``, but it
-    shards the draws of any other sampler across the ranks (``DistributedSamplerWrapper``). Every rank draws the
-    same positions, since the loop seeds every rank alike.
+    num_samples=...)`` (whole random permutations from torch's global RNG, the last one cut short). Under DDP
+    Lightning shards the draws across the ranks; every rank draws the same positions, since the loop seeds every
+    rank alike.
     """
 
     def __init__(self, size: int, num_samples: int) -> None:

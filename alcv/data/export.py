@@ -8,7 +8,7 @@ embedded synthetic camera world: ``data=synthetic_camera``) in COCO layout, one 
     OUT/val/...  OUT/test/...
 
 ``alcv-export kitti OUT [overrides ...]`` writes the LiDAR dataset of the composed config (by default the
-synthetic LiDAR world: ``data=synthetic_lidar``) in KITTI layout (:func:`alcv.data.kitti.write_kitti`):
+synthetic LiDAR world: ``data=synthetic_lidar``) in KITTI layout (:func:`write_kitti`):
 ``OUT/velodyne``, ``OUT/label_2``, ``OUT/calib``, ``OUT/ImageSets/{pool,val,test}.txt`` and ``OUT/drives.txt``.
 
 Both print the ``alcv data=coco ...`` / ``alcv data=kitti ...`` command that reads the export back, and never
@@ -30,11 +30,17 @@ from PIL import Image
 
 from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.data.datamodule import SplitDataset
-from alcv.data.kitti import write_kitti
+from alcv.data.kitti import (
+    KITTI_NAME,
+    KittiCalibration,
+    kitti_calibration_text,
+    kitti_label_text,
+    kitti_like_calibration,
+)
 from alcv.data.splits import SPLITS
 from alcv.safe_io import refuse_non_empty, write_text_atomically
 
-__all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main"]
+__all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main", "write_kitti"]
 
 #: KITTI's type names for alcv's synthetic classes (golf carts are not a KITTI type: a custom one)
 KITTI_TYPES = {"vehicle": "Car", "pedestrian": "Pedestrian", "golf_cart": "GolfCart"}
@@ -109,8 +115,63 @@ def kitti_overrides(written: Mapping[str, Any]) -> list[str]:
     return [f'data.dataset.root="{written["root"]}"', f"data.dataset.splits={{{splits}}}"]
 
 
+def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] = SPLITS,
+                calib: KittiCalibration | None = None, type_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write the LiDAR ``dataset``'s ``splits`` under ``root`` in KITTI layout (see :mod:`alcv.data.kitti`).
+
+    Each frame's id is its absolute index, ``%06d``. Written per frame: ``velodyne/<id>.bin`` (the item's points,
+    float32, exactly), ``calib/<id>.txt`` (:func:`~alcv.data.kitti.kitti_calibration_text` of ``calib``; default
+    :func:`~alcv.data.kitti.kitti_like_calibration`, whose non-trivial rotations make a round trip exercise the
+    transforms) and ``label_2/<id>.txt`` (:func:`~alcv.data.kitti.kitti_label_text`, with ``type_names``, default
+    the class names: every box, also those outside camera 2's view, since the LiDAR sees all around). Then
+    ``drives.txt`` (the items' ``drive_id`` and ``timestamp``) and last, atomically, ``ImageSets/<split>.txt`` for
+    each split with frames, so a split file lists only frames fully written.
+
+    Returns the keyword arguments with which :class:`~alcv.data.kitti.KittiDataset` reads it back: ``root``,
+    ``class_map`` (each class name -> its type name) and ``splits`` (each written split -> its ImageSets stem, the
+    split's name). Raises ``ValueError`` for a dataset whose items are not point clouds, bad ``type_names`` or an
+    unknown split, and ``FileExistsError`` for a ``root`` that already holds something, before writing anything.
+    """
+    if getattr(dataset, "modality", None) != "lidar":
+        raise ValueError(f"write_kitti: {type(dataset).__name__} holds {getattr(dataset, 'modality', '?')} frames; "
+                         f"KITTI export needs LiDAR point clouds (e.g. data=synthetic_lidar)")
+    class_names = list(dataset.class_names)
+    type_names = class_names if type_names is None else list(type_names)
+    if len(type_names) != len(class_names) or len(set(type_names)) != len(type_names) \
+            or not all(isinstance(name, str) and KITTI_NAME.fullmatch(name) for name in type_names):
+        raise ValueError(f"write_kitti: 'type_names' must be {len(class_names)} distinct names of letters, digits, "
+                         f"'_' and '-', one for each of {class_names}, got {type_names!r}")
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown:
+        raise ValueError(f"write_kitti: unknown split(s) {unknown}; expected some of {list(SPLITS)}")
+    calib = kitti_like_calibration() if calib is None else calib
+    root = Path(root)
+    refuse_non_empty(root)
+    split_indices = {split: dataset.split_indices(split) for split in splits}
+    split_indices = {split: indices for split, indices in split_indices.items() if indices.size}
+    for folder in ("velodyne", "label_2", "calib", "ImageSets"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    calib_text = kitti_calibration_text(calib)
+    drive_lines: dict[int, str] = {}
+    for indices in split_indices.values():
+        for index in indices.tolist():
+            item = dataset[index]
+            frame = f"{index:06d}"
+            item["points"].numpy().astype("<f4").tofile(root / "velodyne" / f"{frame}.bin")
+            (root / "calib" / f"{frame}.txt").write_text(calib_text, encoding="utf-8")
+            label_text = kitti_label_text(item["boxes"].numpy(), item["labels"].numpy(), calib, type_names)
+            (root / "label_2" / f"{frame}.txt").write_text(label_text, encoding="utf-8")
+            drive_lines[index] = f"{frame} {int(item['drive_id'])} {float(item['timestamp'])!r}\n"
+    write_text_atomically(root / "drives.txt", "".join(drive_lines[index] for index in sorted(drive_lines)))
+    for split, indices in split_indices.items():
+        write_text_atomically(root / "ImageSets" / f"{split}.txt",
+                              "".join(f"{index:06d}\n" for index in indices.tolist()))
+    class_map = {name: [type_name] for name, type_name in zip(class_names, type_names, strict=True)}
+    return {"root": str(root), "class_map": class_map, "splits": {split: split for split in split_indices}}
+
+
 def export_kitti(dataset: SplitDataset, out_dir: Path | str) -> dict[str, Any]:
-    """Write the LiDAR ``dataset`` under ``out_dir`` in KITTI layout (:func:`alcv.data.kitti.write_kitti`), with
+    """Write the LiDAR ``dataset`` under ``out_dir`` in KITTI layout (:func:`write_kitti`), with
     KITTI's type names for alcv's classes (:data:`KITTI_TYPES`), so ``data=kitti``'s class map reads it as is."""
     type_names = [KITTI_TYPES.get(name, name) for name in dataset.class_names]
     return write_kitti(dataset, Path(out_dir).resolve(), type_names=type_names)

@@ -1,5 +1,5 @@
-"""KITTI-format LiDAR object detection data: :class:`KittiDataset` reads it, :func:`write_kitti` writes any LiDAR
-dataset in it.
+"""KITTI-format LiDAR object detection data: :class:`KittiDataset` reads it; :func:`kitti_calibration_text` and
+:func:`kitti_label_text` format it, for :func:`alcv.data.export.write_kitti`, which writes any LiDAR dataset in it.
 
 Layout (that of the KITTI 3D object detection benchmark's ``training`` folder)::
 
@@ -28,8 +28,8 @@ heading, width, height, heading around +z with 0 = +x; see :mod:`alcv.data.lidar
 4 x 4 homogeneous transforms); ``dx, dy, dz = l, w, h``; the heading ``(cos ry, 0, -sin ry)`` (rectified frame) is
 turned into the LiDAR frame by the rotation parts of the same transforms and ``yaw = atan2(heading_y,
 heading_x)``, wrapped to (-pi, pi]. This holds for any calibration; for the ideal one (``Tr_velo_to_cam`` the
-axis permutation, ``R0_rect`` the identity) ``yaw = -ry - pi/2``. :func:`write_kitti` inverts it exactly
-(:func:`lidar_to_kitti_boxes`), so a written dataset reads back with the boxes it was written with.
+axis permutation, ``R0_rect`` the identity) ``yaw = -ry - pi/2``. :func:`lidar_to_kitti_boxes` inverts it
+exactly, so a written dataset reads back with the boxes it was written with.
 
 **Drives and time**: KITTI object frames have neither. alcv reads them from ``root/drives.txt`` when it exists,
 lines ``<frame_id> <drive> <timestamp_seconds>`` (``drive`` any name without spaces, e.g. a KITTI raw drive
@@ -52,9 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from alcv.data.datamodule import SplitDataset
 from alcv.data.splits import (
-    SPLITS,
     IndexedSplits,
     check_held_out,
     check_split_names,
@@ -62,10 +60,10 @@ from alcv.data.splits import (
     is_number,
 )
 from alcv.geometry import box_corners
-from alcv.safe_io import refuse_non_empty, write_text_atomically
 
-__all__ = ["KITTI_IMAGE_SIZE", "KittiCalibration", "KittiDataset", "kitti_like_calibration",
-           "kitti_to_lidar_boxes", "lidar_to_kitti_boxes", "read_kitti_calibration", "write_kitti"]
+__all__ = ["KITTI_IMAGE_SIZE", "KITTI_NAME", "KittiCalibration", "KittiDataset", "kitti_calibration_text",
+           "kitti_label_text", "kitti_like_calibration", "kitti_to_lidar_boxes", "lidar_to_kitti_boxes",
+           "read_kitti_calibration"]
 
 #: the fields of a label line, in order (a 16th, ``score``, may follow)
 LABEL_FIELDS: tuple[str, ...] = ("type", "truncated", "occluded", "alpha", "bbox_left", "bbox_top", "bbox_right",
@@ -77,7 +75,8 @@ DEFAULT_SPLITS: Mapping[str, str] = MappingProxyType({"pool": "train", "test": "
 KITTI_IMAGE_SIZE: tuple[int, int] = (1242, 375)
 #: the number of values of each calib key alcv reads
 _CALIB_SIZES = {"P0": 12, "P1": 12, "P2": 12, "P3": 12, "R0_rect": 9, "Tr_velo_to_cam": 12, "Tr_imu_to_velo": 12}
-_FRAME_ID = re.compile(r"[0-9A-Za-z_-]+")
+#: frame ids, ImageSets stems and the type names alcv writes: letters, digits, '_' and '-'
+KITTI_NAME = re.compile(r"[0-9A-Za-z_-]+")
 _POINT_BYTES = 16
 
 
@@ -294,7 +293,7 @@ def _read_frame_list(path: Path) -> list[str]:
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 1 or not _FRAME_ID.fullmatch(fields[0]):
+        if len(fields) != 1 or not KITTI_NAME.fullmatch(fields[0]):
             raise ValueError(f"{path}, line {line_number}: expected one frame id (letters, digits, '_', '-') a "
                              f"line, got {line!r}")
         if fields[0] in frames:
@@ -483,7 +482,7 @@ class KittiDataset(IndexedSplits[np.ndarray]):
             if not velodyne.is_dir():
                 raise FileNotFoundError(f"KittiDataset: point folder {velodyne} not found")
             frames = [path.stem for path in velodyne.glob("*.bin")]
-            odd = [frame for frame in frames if not _FRAME_ID.fullmatch(frame)]
+            odd = [frame for frame in frames if not KITTI_NAME.fullmatch(frame)]
             if odd:
                 raise ValueError(f"{velodyne}: frame id(s) {sorted(odd)[:5]} are not made of letters, digits, '_' "
                                  f"and '-'")
@@ -496,7 +495,7 @@ class KittiDataset(IndexedSplits[np.ndarray]):
             check_split_names(list(splits), fractions, "KittiDataset", "<ImageSets stem>")
             sources = {}
             for name, stem in splits.items():
-                if not isinstance(stem, str) or not _FRAME_ID.fullmatch(stem):
+                if not isinstance(stem, str) or not KITTI_NAME.fullmatch(stem):
                     raise ValueError(f"KittiDataset: splits[{name!r}] must be an ImageSets file stem, got {stem!r}")
                 path = self._split_file(stem)
                 sources[str(name)] = (path, _read_frame_list(path))
@@ -562,8 +561,10 @@ class KittiDataset(IndexedSplits[np.ndarray]):
         }
 
 
-def _calibration_text(calib: KittiCalibration) -> str:
-    """The calib file of ``calib``, in KITTI's key order and number format."""
+def kitti_calibration_text(calib: KittiCalibration) -> str:
+    """The calib file of ``calib``, which :func:`read_kitti_calibration` reads back exactly: one ``key: values``
+    line, row-major, ``%.12e``, for each of ``P0`` .. ``P3`` that it has, ``R0_rect``, ``Tr_velo_to_cam`` and
+    ``Tr_imu_to_velo`` if set, in that order (KITTI's)."""
     matrices = {**calib.projections, "R0_rect": calib.r0_rect, "Tr_velo_to_cam": calib.velo_to_cam}
     if calib.imu_to_velo is not None:
         matrices["Tr_imu_to_velo"] = calib.imu_to_velo
@@ -593,8 +594,22 @@ def _image_box(boxes: np.ndarray, calib: KittiCalibration) -> np.ndarray:
     return image_boxes
 
 
-def _label_text(boxes: np.ndarray, labels: np.ndarray, calib: KittiCalibration, type_names: Sequence[str]) -> str:
-    """The label file of one frame's ``(M, 7)`` LiDAR boxes and ``(M,)`` labels."""
+def kitti_label_text(boxes: np.ndarray, labels: np.ndarray, calib: KittiCalibration, type_names: Sequence[str]
+                     ) -> str:
+    """The label file of one frame, which :class:`KittiDataset` reads back to ``boxes`` within 1e-5.
+
+    Args:
+        boxes: ``(M, 7)`` ``[x, y, z, dx, dy, dz, yaw]``, LiDAR frame, metres / radians.
+        labels: ``(M,)`` int class ids into ``type_names``.
+        calib: the frame's calibration.
+        type_names: the KITTI type name of each class id.
+
+    Returns:
+        One line a box: ``type_names[label]``, truncation 0.00, occlusion 0, ``alpha = rotation_y - atan2(x, z)``
+        (the observation angle), the 2D box (the extent of the corners projected with ``P2``, clipped to
+        :data:`KITTI_IMAGE_SIZE`; ``-1 -1 -1 -1`` for a box with a corner behind the camera or outside the image,
+        or without ``P2``), then ``h w l x y z rotation_y`` from :func:`lidar_to_kitti_boxes` with 6 decimals.
+    """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
     label_boxes = lidar_to_kitti_boxes(boxes, calib)
     alphas = _wrap_angle(label_boxes[:, 6] - np.arctan2(label_boxes[:, 3], label_boxes[:, 5]))
@@ -604,61 +619,3 @@ def _label_text(boxes: np.ndarray, labels: np.ndarray, calib: KittiCalibration, 
         lines.append(f"{type_names[label]} 0.00 0 {alpha:.6f} {' '.join(f'{v:.2f}' for v in image_box)} "
                      f"{' '.join(f'{v:.6f}' for v in label_box)}\n")
     return "".join(lines)
-
-
-def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] = SPLITS,
-                calib: KittiCalibration | None = None, type_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Write the LiDAR ``dataset``'s ``splits`` under ``root`` in KITTI layout (see the module docstring).
-
-    Each frame's id is its absolute index, ``%06d``. Written per frame: ``velodyne/<id>.bin`` (the item's points,
-    float32, exactly), ``calib/<id>.txt`` (``calib``; default :func:`kitti_like_calibration`, whose non-trivial
-    rotations make a round trip exercise the transforms) and ``label_2/<id>.txt``, one line a box:
-    ``type_names[label]`` (default: the class names), truncation 0.00, occlusion 0, ``alpha = rotation_y -
-    atan2(x, z)`` (the observation angle), the 2D box (the extent of the corners projected with ``P2``, clipped to
-    the 1242 x 375 image; ``-1 -1 -1 -1`` for a box with a corner behind the camera or outside the image: KITTI
-    labels the front camera's objects only, alcv writes all of them since the LiDAR sees all around), then ``h w
-    l x y z rotation_y`` from :func:`lidar_to_kitti_boxes`, metres and radians with 6 decimals (the round trip is
-    exact to 1e-5). Then ``drives.txt`` (the items' ``drive_id`` and ``timestamp``) and last, atomically,
-    ``ImageSets/<split>.txt`` for each split with frames, so a split file lists only frames fully written.
-
-    Returns the keyword arguments with which :class:`KittiDataset` reads it back: ``root``, ``class_map`` (each
-    class name -> its type name) and ``splits`` (each written split -> its ImageSets stem, the split's name).
-    Raises ``ValueError`` for a dataset whose items are not point clouds, bad ``type_names`` or an unknown split,
-    and ``FileExistsError`` for a ``root`` that already holds something, before writing anything.
-    """
-    if getattr(dataset, "modality", None) != "lidar":
-        raise ValueError(f"write_kitti: {type(dataset).__name__} holds {getattr(dataset, 'modality', '?')} frames; "
-                         f"KITTI export needs LiDAR point clouds (e.g. data=synthetic_lidar)")
-    class_names = list(dataset.class_names)
-    type_names = class_names if type_names is None else list(type_names)
-    if len(type_names) != len(class_names) or len(set(type_names)) != len(type_names) \
-            or not all(isinstance(name, str) and _FRAME_ID.fullmatch(name) for name in type_names):
-        raise ValueError(f"write_kitti: 'type_names' must be {len(class_names)} distinct names of letters, digits, "
-                         f"'_' and '-', one for each of {class_names}, got {type_names!r}")
-    unknown = [split for split in splits if split not in SPLITS]
-    if unknown:
-        raise ValueError(f"write_kitti: unknown split(s) {unknown}; expected some of {list(SPLITS)}")
-    calib = kitti_like_calibration() if calib is None else calib
-    root = Path(root)
-    refuse_non_empty(root)
-    split_indices = {split: dataset.split_indices(split) for split in splits}
-    split_indices = {split: indices for split, indices in split_indices.items() if indices.size}
-    for folder in ("velodyne", "label_2", "calib", "ImageSets"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    calib_text = _calibration_text(calib)
-    drive_lines: dict[int, str] = {}
-    for indices in split_indices.values():
-        for index in indices.tolist():
-            item = dataset[index]
-            frame = f"{index:06d}"
-            item["points"].numpy().astype("<f4").tofile(root / "velodyne" / f"{frame}.bin")
-            (root / "calib" / f"{frame}.txt").write_text(calib_text, encoding="utf-8")
-            label_text = _label_text(item["boxes"].numpy(), item["labels"].numpy(), calib, type_names)
-            (root / "label_2" / f"{frame}.txt").write_text(label_text, encoding="utf-8")
-            drive_lines[index] = f"{frame} {int(item['drive_id'])} {float(item['timestamp'])!r}\n"
-    write_text_atomically(root / "drives.txt", "".join(drive_lines[index] for index in sorted(drive_lines)))
-    for split, indices in split_indices.items():
-        write_text_atomically(root / "ImageSets" / f"{split}.txt",
-                              "".join(f"{index:06d}\n" for index in indices.tolist()))
-    class_map = {name: [type_name] for name, type_name in zip(class_names, type_names, strict=True)}
-    return {"root": str(root), "class_map": class_map, "splits": {split: split for split in split_indices}}

@@ -1,4 +1,5 @@
-"""Torch datasets over LiDAR frames, the point-cloud transforms and the batch collation.
+"""The LiDAR item contract, the synthetic LiDAR dataset, the point-cloud training augmentation and the batch
+collation.
 
 An item is a dict (the contract every LiDAR dataset in alcv follows):
 
@@ -12,10 +13,9 @@ An item is a dict (the contract every LiDAR dataset in alcv follows):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -23,7 +23,6 @@ from alcv.data.frames import CachedFrames
 from alcv.data.synthetic_lidar import LidarFrame
 
 Item = dict[str, Any]
-Transform = Callable[[Item], Item]
 
 
 class SyntheticLidarDataset(CachedFrames[LidarFrame], Dataset):
@@ -42,22 +41,6 @@ class SyntheticLidarDataset(CachedFrames[LidarFrame], Dataset):
             "drive_id": frame.drive_id,
             "timestamp": frame.timestamp,
         }
-
-
-class TransformedSubset(Dataset):
-    """The frames ``indices`` (absolute) of ``dataset`` with ``transform`` applied to each item."""
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int], transform: Transform | None = None) -> None:
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return int(self.indices.size)
-
-    def __getitem__(self, position: int) -> Item:
-        item = self.dataset[int(self.indices[position])]
-        return self.transform(item) if self.transform is not None else item
 
 
 class LidarTrainAugmentation:

@@ -263,7 +263,7 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
 
 
 class SyntheticCameraDataset(CachedFrames[CameraFrame]):
-    """Items of a :class:`SyntheticCameraWorld` by absolute index, in the 2D item contract.
+    """Items of a :class:`SyntheticCameraWorld` by absolute index, in the 2D item contract of :mod:`alcv.data.collate`.
 
     Each item: ``index``; ``image``, a ``tv_tensors.Image`` uint8 ``(3, H, W)``; ``boxes``, a
     ``tv_tensors.BoundingBoxes`` float32 ``(M, 4)`` XYXY pixels; ``labels`` int64 ``(M,)`` into

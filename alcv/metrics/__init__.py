@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from alcv.metrics.center_distance import (
-    DEFAULT_THRESHOLDS,
-    CenterDistanceMAP,
-    DetectionAP,
-    center_distance_ap,
-)
+from alcv.metrics.average_precision import DetectionAP
+from alcv.metrics.center_distance import DEFAULT_THRESHOLDS, CenterDistanceMAP, center_distance_ap
 from alcv.metrics.kitti_ap import KittiAP, KittiMAP, kitti_ap
 from alcv.metrics.rotated_iou import bev_iou, bev_iou_pairs, box_corners_bev, iou_3d, iou_3d_pairs
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
 
-from alcv.metrics.center_distance import DetectionAP
+from alcv.metrics.average_precision import DetectionAP
 
 __all__ = ["CocoMAP"]
 

@@ -29,15 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from alcv.metrics.center_distance import (
+from alcv.metrics.average_precision import (
     APSummary,
     FrameBoxMetric,
-    _check_class_names,
-    _checked_detections,
-    _frame_class_groups,
-    _rank_in_group,
+    check_class_names,
+    checked_detections,
+    greedy_match,
 )
-from alcv.metrics.rotated_iou import IouMode, _as_boxes, _index_pair_iou
+from alcv.metrics.rotated_iou import IouMode, as_boxes, index_pair_iou
 
 __all__ = ["KittiAP", "KittiMAP", "kitti_ap"]
 
@@ -45,13 +44,10 @@ _MODES: tuple[IouMode, ...] = ("bev", "3d")
 _RECALL_POSITIONS = (11, 40)
 
 
+# Not frozen, for the reason DetectionAP is not (alcv.metrics.average_precision).
 @dataclass(eq=False)
 class KittiAP(APSummary):
     """KITTI-style average precision of a detector.
-
-    Not a frozen dataclass: torchmetrics passes the result of ``compute`` through
-    ``lightning_utilities.apply_to_collection``, which rebuilds dataclasses field by field and refuses frozen
-    ones. The arrays are read-only instead.
 
     Attributes:
         ap: ``(num_classes, num_levels)`` float64, AP of class ``c`` at IoU threshold ``iou_thresholds[c, l]``,
@@ -139,19 +135,23 @@ def kitti_ap(
             negative-size boxes, non-finite scores, or invalid ``class_names``, ``iou_thresholds``, ``mode``
             or ``recall_positions``.
     """
-    names = _check_class_names(class_names)
+    names = check_class_names(class_names)
     num_classes = len(names)
     thresholds = _check_iou_thresholds(iou_thresholds, num_classes)
     mode = _check_mode(mode)
     recall_positions = _check_recall_positions(recall_positions)
 
-    pred_frame, pred_boxes, pred_label, pred_score, gt_frame, gt_boxes, gt_label = _checked_detections(
+    pred_frame, pred_boxes, pred_label, pred_score, gt_frame, gt_boxes, gt_label = checked_detections(
         (pred_frame, pred_boxes, pred_label, pred_score, gt_frame, gt_boxes, gt_label), num_classes, "boxes",
         _box_matrix)
 
     order = np.argsort(-pred_score, kind="stable")
     pred_frame, pred_boxes, pred_label = pred_frame[order], pred_boxes[order], pred_label[order]
-    is_tp = _greedy_match(pred_frame, pred_boxes, pred_label, gt_frame, gt_boxes, gt_label, thresholds, mode)
+
+    def iou(pred_index: np.ndarray, gt_index: np.ndarray) -> np.ndarray:
+        return index_pair_iou(mode, pred_boxes, gt_boxes, pred_index, gt_index)
+
+    is_tp = greedy_match(pred_frame, pred_label, gt_frame, gt_label, iou, thresholds)
 
     num_gt_per_class = np.bincount(gt_label, minlength=num_classes)
     ap = np.zeros(thresholds.shape, dtype=np.float64)
@@ -198,81 +198,6 @@ def _average_precision(is_tp: np.ndarray, num_gt: int, recall_positions: int) ->
     return ap
 
 
-def _greedy_match(
-    pred_frame: np.ndarray,
-    pred_boxes: np.ndarray,
-    pred_label: np.ndarray,
-    gt_frame: np.ndarray,
-    gt_boxes: np.ndarray,
-    gt_label: np.ndarray,
-    thresholds: np.ndarray,
-    mode: IouMode,
-) -> np.ndarray:
-    """Greedy IoU matching of all (frame, class) groups and levels at once.
-
-    Args:
-        pred_frame: ``(P,)`` frame ids, predictions in processing order (descending score).
-        pred_boxes: ``(P, 7)`` boxes, same order.
-        pred_label: ``(P,)`` class ids, same order.
-        gt_frame: ``(G,)`` frame ids of the ground-truth boxes, in input order.
-        gt_boxes: ``(G, 7)`` ground-truth boxes.
-        gt_label: ``(G,)`` class ids.
-        thresholds: ``(C, L)`` IoU thresholds.
-        mode: ``"bev"`` or ``"3d"``.
-
-    Returns:
-        ``(L, P)`` bool, whether each prediction is a true positive at each level.
-    """
-    num_levels, num_pred = thresholds.shape[1], len(pred_frame)
-    num_classes = len(thresholds)
-    is_tp = np.zeros((num_levels, num_pred), dtype=bool)
-    pred_group, gt_group, num_groups = _frame_class_groups(pred_frame, pred_label, gt_frame, gt_label, num_classes)
-
-    # Ground-truth boxes by group (input order within a group); groups without predictions are dropped.
-    gt_by_group = np.flatnonzero(gt_group >= 0)
-    gt_by_group = gt_by_group[np.argsort(gt_group[gt_by_group], kind="stable")]
-    gt_count = np.bincount(gt_group[gt_by_group], minlength=num_groups)
-    gt_start = np.cumsum(gt_count) - gt_count
-
-    # Predictions that have ground truth to compare with, ordered by (rank within group, processing order):
-    # one matching round per rank handles at most one prediction per group, so rounds never conflict.
-    rank = _rank_in_group(pred_group, num_groups)
-    pair_count = gt_count[pred_group]
-    candidates = np.flatnonzero(pair_count > 0)
-    candidates = candidates[np.argsort(rank[candidates], kind="stable")]
-    round_size = np.bincount(rank[candidates])
-
-    # Every (prediction, ground truth) pair of those predictions, grouped by prediction in that order.
-    pairs_per_pred = pair_count[candidates]
-    pair_pred = np.repeat(candidates, pairs_per_pred)
-    first_pair = np.cumsum(pairs_per_pred) - pairs_per_pred
-    within = np.arange(len(pair_pred)) - np.repeat(first_pair, pairs_per_pred)
-    pair_gt = gt_by_group[np.repeat(gt_start[pred_group[candidates]], pairs_per_pred) + within]
-    iou = _index_pair_iou(mode, pred_boxes, gt_boxes, pair_pred, pair_gt)
-
-    taken = np.zeros((num_levels, len(gt_frame)), dtype=bool)
-    pred_threshold = thresholds[pred_label].T  # (L, P)
-    round_end = np.cumsum(round_size)
-    for round_start, round_stop in zip(round_end - round_size, round_end, strict=True):
-        preds = candidates[round_start:round_stop]
-        segment_size = pairs_per_pred[round_start:round_stop]
-        pair_start = first_pair[round_start]
-        segment_start = first_pair[round_start:round_stop] - pair_start
-        pair_stop = pair_start + segment_size.sum()
-
-        gts = pair_gt[pair_start:pair_stop]
-        round_iou = np.where(taken[:, gts], -np.inf, iou[pair_start:pair_stop])  # (L, pairs)
-        best_iou = np.maximum.reduceat(round_iou, segment_start, axis=1)  # (L, preds)
-        # First pair of each segment reaching its maximum = lowest ground-truth input index.
-        is_best = round_iou == np.repeat(best_iou, segment_size, axis=1)
-        best_pair = np.minimum.reduceat(np.where(is_best, np.arange(len(gts)), len(gts)), segment_start, axis=1)
-        matched = best_iou >= pred_threshold[:, preds]
-        level, which = np.nonzero(matched)
-        taken[level, gts[best_pair[level, which]]] = True
-        is_tp[:, preds] = matched
-    return is_tp
-
-
 def _check_iou_thresholds(iou_thresholds: Any, num_classes: int) -> np.ndarray:
     """``(C, L)`` float64 copy of ``iou_thresholds``; a ``(C,)`` input becomes ``(C, 1)``."""
     try:
@@ -304,7 +229,7 @@ def _check_recall_positions(recall_positions: Any) -> int:
 
 
 def _box_matrix(name: str, value: Any, length: int, length_of: str) -> np.ndarray:
-    boxes = _as_boxes(name, value)
+    boxes = as_boxes(name, value)
     if len(boxes) != length:
         raise ValueError(f"{name}: expected {length} boxes (length of {length_of}), got {len(boxes)}")
     return boxes
@@ -312,7 +237,7 @@ def _box_matrix(name: str, value: Any, length: int, length_of: str) -> np.ndarra
 
 class KittiMAP(FrameBoxMetric):
     """Accumulates detections over batches (and DDP ranks, see
-    :class:`~alcv.metrics.center_distance.FrameBoxMetric`) and computes :func:`kitti_ap`; whole boxes
+    :class:`~alcv.metrics.average_precision.FrameBoxMetric`) and computes :func:`kitti_ap`; whole boxes
     ``[x, y, z, dx, dy, dz, yaw]`` (LiDAR frame, metres / radians) are kept.
 
     Args:
@@ -334,7 +259,7 @@ class KittiMAP(FrameBoxMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.class_names = _check_class_names(class_names)
+        self.class_names = check_class_names(class_names)
         self.iou_thresholds = _check_iou_thresholds(iou_thresholds, len(self.class_names))
         self.mode = _check_mode(mode)
         self.recall_positions = _check_recall_positions(recall_positions)

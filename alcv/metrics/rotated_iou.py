@@ -18,11 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["PAIRS_PER_BLOCK", "bev_iou", "bev_iou_pairs", "box_corners_bev", "iou_3d", "iou_3d_pairs"]
+__all__ = ["PAIRS_PER_BLOCK", "IouMode", "as_boxes", "bev_iou", "bev_iou_pairs", "box_corners_bev", "index_pair_iou",
+           "iou_3d", "iou_3d_pairs"]
 
 PAIRS_PER_BLOCK = 1 << 15
 """Box pairs processed per vectorised block (bounds the temporary memory to a few tens of MB)."""
 
+#: the IoU of the rotated rectangles in the x-y plane (``"bev"``) or of the boxes' volumes (``"3d"``)
 IouMode = Literal["bev", "3d"]
 
 # Box-frame corners of the unit rectangle, counter-clockwise seen from +z: rear-right, front-right,
@@ -44,7 +46,7 @@ def box_corners_bev(boxes: np.ndarray) -> np.ndarray:
         ``(N, 4, 2)`` float64 corner ``x, y`` in the LiDAR frame, metres, counter-clockwise seen from +z,
         starting at the rear-right corner (``-dx/2, -dy/2`` in the box frame).
     """
-    boxes = _as_boxes("boxes", boxes)
+    boxes = as_boxes("boxes", boxes)
     return _corners(boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6])
 
 
@@ -59,7 +61,7 @@ def bev_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ``(N, M)`` float64 in ``[0, 1]``: area of the intersection of the rotated rectangles over the area of
         their union; 0 where the union has zero area.
     """
-    return _all_pairs("bev", _as_boxes("a", a), _as_boxes("b", b))
+    return _all_pairs("bev", as_boxes("a", a), as_boxes("b", b))
 
 
 def iou_3d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -75,7 +77,7 @@ def iou_3d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Returns:
         ``(N, M)`` float64 in ``[0, 1]``; 0 where the union has zero volume.
     """
-    return _all_pairs("3d", _as_boxes("a", a), _as_boxes("b", b))
+    return _all_pairs("3d", as_boxes("a", a), as_boxes("b", b))
 
 
 def bev_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -90,20 +92,34 @@ def iou_3d_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _row_pairs("3d", a, b)
 
 
-def _row_pairs(mode: IouMode, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = _as_row_pairs(a, b)
-    return _index_pair_iou(mode, a, b, np.arange(len(a)), np.arange(len(b)))
+def as_boxes(name: str, value: Any) -> np.ndarray:
+    """``value`` as validated ``(N, 7)`` float64 boxes ``[x, y, z, dx, dy, dz, yaw]``; an empty array of any shape
+    means no boxes. Raises ``ValueError`` naming ``name`` unless the boxes are real-valued, finite and of sizes
+    ``>= 0``."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        arr = arr.reshape(0, 7)
+    if arr.ndim != 2 or arr.shape[1] != 7:
+        raise ValueError(f"{name}: expected shape (N, 7) [x, y, z, dx, dy, dz, yaw], got {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: expected a real-valued dtype, got {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    if np.any(arr[:, 3:6] < 0):
+        raise ValueError(f"{name}: expected box sizes dx, dy, dz >= 0, got a negative size")
+    return arr
 
 
-def _index_pair_iou(
+def index_pair_iou(
     mode: IouMode, a: np.ndarray, b: np.ndarray, a_index: np.ndarray, b_index: np.ndarray
 ) -> np.ndarray:
     """IoU of the pairs ``(a[a_index[k]], b[b_index[k]])``, without materialising the gathered boxes at once.
 
     Args:
         mode: ``"bev"`` for the x-y plane IoU, ``"3d"`` for the volume IoU.
-        a: ``(N, 7)`` float64 boxes, already validated by the caller (finite, sizes >= 0).
-        b: ``(M, 7)`` float64 boxes, already validated.
+        a: ``(N, 7)`` float64 boxes, validated by :func:`as_boxes`.
+        b: ``(M, 7)`` float64 boxes, validated by :func:`as_boxes`.
         a_index: ``(K,)`` int indices into ``a``.
         b_index: ``(K,)`` int indices into ``b``.
 
@@ -115,6 +131,11 @@ def _index_pair_iou(
         block = slice(start, start + PAIRS_PER_BLOCK)
         out[block] = _pair_iou(mode, a[a_index[block]], b[b_index[block]])
     return out
+
+
+def _row_pairs(mode: IouMode, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = _as_row_pairs(a, b)
+    return index_pair_iou(mode, a, b, np.arange(len(a)), np.arange(len(b)))
 
 
 def _all_pairs(mode: IouMode, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -236,25 +257,8 @@ def _corners(x: np.ndarray, y: np.ndarray, length: np.ndarray, width: np.ndarray
     return np.stack([corner_x, corner_y], axis=-1)
 
 
-def _as_boxes(name: str, value: Any) -> np.ndarray:
-    """Validated ``(N, 7)`` float64 boxes; an empty array of any shape means no boxes."""
-    arr = np.asarray(value)
-    if arr.size == 0:
-        arr = arr.reshape(0, 7)
-    if arr.ndim != 2 or arr.shape[1] != 7:
-        raise ValueError(f"{name}: expected shape (N, 7) [x, y, z, dx, dy, dz, yaw], got {arr.shape}")
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name}: expected a real-valued dtype, got {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: expected finite values, got NaN or inf")
-    if np.any(arr[:, 3:6] < 0):
-        raise ValueError(f"{name}: expected box sizes dx, dy, dz >= 0, got a negative size")
-    return arr
-
-
 def _as_row_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    a, b = _as_boxes("a", a), _as_boxes("b", b)
+    a, b = as_boxes("a", a), as_boxes("b", b)
     if len(a) != len(b):
         raise ValueError(f"b: expected as many boxes as a ({len(a)}) for row-wise pairs, got {len(b)}")
     return a, b

@@ -33,7 +33,7 @@ def match_to_anchor(anchor: Detections, other: Detections, radius: float = 0.5) 
     whose centre lies within ``radius`` x the anchor box's larger side (so the rule is the same in metres
     and in pixels). Returns ``(M,)`` int64.
     """
-    matched = torch.full((len(anchor),), -1, dtype=torch.long)
+    matched = torch.full((len(anchor),), -1, dtype=torch.long, device=anchor.boxes.device)
     if len(anchor) == 0 or len(other) == 0:
         return matched
     anchor_centres, anchor_scales = centres_and_scales(anchor.boxes.float())
@@ -76,8 +76,9 @@ class CommitteeModule(pl.LightningModule):
         committee = []
         for frames in zip(*votes, strict=True):
             anchor = frames[0]
-            samples = torch.zeros(len(frames), len(anchor), anchor.class_probs.shape[1])
-            found = torch.zeros(len(frames), len(anchor), dtype=torch.bool)
+            device = anchor.class_probs.device
+            samples = torch.zeros(len(frames), len(anchor), anchor.class_probs.shape[1], device=device)
+            found = torch.zeros(len(frames), len(anchor), dtype=torch.bool, device=device)
             for number, frame in enumerate(frames):
                 match = match_to_anchor(anchor, frame, self.match_radius)
                 hit = match >= 0

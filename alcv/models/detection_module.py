@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from alcv.metrics.center_distance import DetectionAP
+from alcv.metrics.average_precision import DetectionAP
 from alcv.models.detections import PredictionRequest
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -47,8 +47,8 @@ class DetectionModule(pl.LightningModule):
         self.class_names = tuple(class_names)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.val_map = val_metric
-        self.test_map = test_metric
+        self.val_metric = val_metric
+        self.test_metric = test_metric
         self.extra_test_metrics = nn.ModuleDict(dict(extra_test_metrics or {}))
         self.extra_test_results: dict[str, Any] = {}
         self.val_result: DetectionAP | None = None
@@ -59,10 +59,10 @@ class DetectionModule(pl.LightningModule):
         raise NotImplementedError
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, [self.val_map])
+        self._evaluate(batch, [self.val_metric])
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, [self.test_map, *self.extra_test_metrics.values()])
+        self._evaluate(batch, [self.test_metric, *self.extra_test_metrics.values()])
 
     def _logged_values(self, result: DetectionAP) -> dict[str, float]:
         """What is logged of a result: mAP and AP per class (subclasses may add to it)."""
@@ -76,10 +76,10 @@ class DetectionModule(pl.LightningModule):
         return result
 
     def on_validation_epoch_end(self) -> None:
-        self.val_result = self._log_result("val", self.val_map, self._logged_values)
+        self.val_result = self._log_result("val", self.val_metric, self._logged_values)
 
     def on_test_epoch_end(self) -> None:
-        self.test_result = self._log_result("test", self.test_map, self._logged_values)
+        self.test_result = self._log_result("test", self.test_metric, self._logged_values)
         self.extra_test_results = {name: self._log_result(f"test/{name}", metric, lambda result: result.as_dict())
                                    for name, metric in self.extra_test_metrics.items()}
 

@@ -333,7 +333,8 @@ class BEVDetector(nn.Module):
         detections = []
         for b in range(batch_size):
             frame_samples = None if samples is None else samples[:, b][:, keep[b]]
-            found = None if frame_samples is None else torch.ones(frame_samples.shape[:2], dtype=torch.bool)
+            found = None if frame_samples is None else \
+                torch.ones(frame_samples.shape[:2], dtype=torch.bool, device=frame_samples.device)
             detections.append(Detections(int(indices[b]), boxes[b][keep[b]], label[b][keep[b]], scores[b][keep[b]],
                                          class_probs[b][keep[b]], prob_samples=frame_samples, found=found))
         return detections
