@@ -25,6 +25,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import numpy as np
+import pandas as pd
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,7 +38,7 @@ from alcv.models.committee import CommitteeModule
 from alcv.models.detections import PredictionRequest
 from alcv.pool import LabelPool
 from alcv.run_files import Progress, RunFiles, loop_folder
-from alcv.run_records import RESULTS_FILE, LoopRecord
+from alcv.run_records import OBJECTIVES, RESULTS_FILE, LoopRecord
 from alcv.safe_io import checked_inside
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
 from alcv.strategies import SelectionRules, Strategy
@@ -88,6 +89,8 @@ def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
     if loops > 1 and query < 1:
         raise ValueError(f"loop.query_size must be >= 1, got {query}")
     selection_rules(loop_cfg)
+    if loop_cfg.get("objective", OBJECTIVES[0]) not in OBJECTIVES:
+        raise ValueError(f"loop.objective: unknown '{loop_cfg.objective}', expected one of {OBJECTIVES}")
     needed = initial + query * (loops - 1)
     if loop_cfg.get("budget_unit", "frames") == "frames" and needed > pool_size:
         raise ValueError(f"loop.query_size={query} with loop.initial_size={initial} and loop.num_loops={loops} "
@@ -194,18 +197,21 @@ def _scores(values: list[float | None] | None) -> np.ndarray | None:
 
 
 def _format_summary(records: list[dict[str, Any]], class_names: tuple[str, ...]) -> str:
-    header = ["loop", "frames", "boxes", "fraction", "mAP", *class_names, "train s", "pool s"]
-    rows = []
-    for record in records:
-        aps = [record["ap_per_class"][name] for name in class_names]
-        rows.append([str(record["loop"]), str(record["n_labeled_frames"]), str(record["n_labeled_boxes"]),
-                     f"{record['fraction']:.3f}", f"{record['map']:.3f}",
-                     *("n/a" if ap is None or np.isnan(ap) else f"{ap:.3f}" for ap in aps),
-                     f"{record['timings']['train']:.0f}", f"{record['timings']['pool_inference']:.0f}"])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
+    """The per-loop table a run prints when it ends: labeled frames and boxes, test mAP and AP per class ("n/a"
+    where undefined), and the seconds of training and pool inference."""
+    table = pd.DataFrame({
+        "loop": [record["loop"] for record in records],
+        "frames": [record["n_labeled_frames"] for record in records],
+        "boxes": [record["n_labeled_boxes"] for record in records],
+        "fraction": [record["fraction"] for record in records],
+        "mAP": [record["map"] for record in records],
+        **{name: [record["ap_per_class"][name] for record in records] for name in class_names},
+        "train s": [record["timings"]["train"] for record in records],
+        "pool s": [record["timings"]["pool_inference"] for record in records]})
+    three, whole = "{:.3f}".format, "{:.0f}".format
+    formats = {**{name: three for name in ("fraction", "mAP", *class_names)}, "train s": whole, "pool s": whole}
+    # undefined APs (None read back from a results file, or NaN) print as n/a
+    return table.astype(dict.fromkeys(formats, float)).to_string(index=False, na_rep="n/a", formatters=formats)
 
 
 @dataclass

@@ -55,11 +55,12 @@ POOL_STATE_FILE = "label_pool.json"
 WEIGHTS_FILE = "model_weights.pt"
 RUN_FORMAT = 1
 
-#: settings that may differ when a run resumes: where it runs and how it reports, not what it computes. A run
-#: resumed with other hardware settings goes on, but may not select what an uninterrupted run would have.
+#: settings that may differ when a run resumes: where it runs and how it reports (``loop.objective`` is what it
+#: returns to a sweeper), not what it computes. A run resumed with other hardware settings goes on, but may not
+#: select what an uninterrupted run would have.
 RESUMABLE_CHANGES = ("output_dir", "logger", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
                      "trainer.strategy", "trainer.sync_batchnorm", "trainer.enable_progress_bar",
-                     "trainer.log_every_n_steps")
+                     "trainer.log_every_n_steps", "loop.objective")
 
 
 def loop_folder(loop: int) -> str:

@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,36 @@ class LoopRecord:
     budget_unit: str = "frames"
     selected_cost: float = 0.0
     timings: dict[str, float]
+
+
+#: what a run can return to a Hydra sweeper that optimises (``loop.objective``); see :func:`objective`
+OBJECTIVES = ("final_map", "learning_curve_area")
+
+
+def objective(records: Sequence[Mapping[str, Any]], name: str) -> float:
+    """The number a run scores for an optimising sweeper, from its loops' ``records`` (in loop order).
+
+    ``final_map``: the last loop's test mAP. ``learning_curve_area``: the area under test mAP against the labeled
+    fraction of the pool (trapezoids), divided by the fraction it spans: the mean mAP over the labeling budget,
+    weighted by how much each step labeled (a one-loop run gives its mAP). An undefined mAP (None or NaN) makes
+    the result NaN.
+
+    Raises:
+        ValueError: for a name not in :data:`OBJECTIVES`, or no records.
+    """
+    if name not in OBJECTIVES:
+        raise ValueError(f"loop.objective: unknown '{name}', expected one of {OBJECTIVES}")
+    if not records:
+        raise ValueError("objective: a run without any completed loop has no objective")
+    maps = [math.nan if record["map"] is None else float(record["map"]) for record in records]
+    if name == "final_map" or len(records) == 1:
+        return maps[-1]
+    fractions = [float(record["fraction"]) for record in records]
+    span = fractions[-1] - fractions[0]
+    if span == 0:  # nothing was labeled after loop 0 (a budget in boxes that fits no frame)
+        return sum(maps) / len(maps)
+    points = list(zip(fractions, maps, strict=True))
+    return sum((right - left) * (low + high) / 2 for (left, low), (right, high) in pairwise(points)) / span
 
 
 #: the fields every line of ``results.jsonl`` must hold: those of :class:`LoopRecord` without a default

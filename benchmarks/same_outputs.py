@@ -80,8 +80,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="same_outputs_"))
-    sources = {"base": out / "source_base", "head": REPOSITORY}
+    sources = {"base": out / "source_base", "head": out / "source_head"}
     checkout(args.base, sources["base"])
+    # the working tree as it is (untracked files too); pip builds in the copy, not in the repository
+    shutil.copytree(REPOSITORY, sources["head"], ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "outputs", "multirun"))
     runs = {f"strategy={strategy}": [f"strategy={strategy}"] for strategy in args.strategies}
     resumed = f"strategy={args.strategies[0]}, resumed in loop 1"
     all_same = True

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning.pytorch as pl
 import pytest
 import torch
+import yaml
 from conftest import TINY, TINY_CAMERA_WORLD, run_cli
 from omegaconf import DictConfig
 
@@ -21,7 +24,8 @@ from alcv.data.datamodule import ActiveDataModule
 from alcv.data.export import coco_overrides, export_coco, export_kitti, kitti_overrides
 from alcv.loop import run
 from alcv.pool import LabelPool
-from alcv.run_records import read_results
+from alcv.run_files import RUN_FILE
+from alcv.run_records import objective, read_results
 
 Compose = Callable[..., DictConfig]
 
@@ -30,9 +34,32 @@ def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+def targets(node: Any) -> Iterator[str]:
+    """Every ``_target_`` in a loaded YAML tree."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield node["_target_"]
+        for value in node.values():
+            yield from targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from targets(value)
+
+
 def test_every_group_has_options_and_every_option_names_a_target() -> None:
+    """Every group has options, and every ``_target_`` in the packaged configs names something that imports and
+    can be called (a renamed module or class fails here, not in a user's run)."""
     for group in ("data", "model", "strategy", "loop", "trainer", "logger", "experiment"):
         assert options(group), f"config group {group} is empty"
+    found = {(path.relative_to(CONFIG_DIR), target) for path in CONFIG_DIR.rglob("*.yaml")
+             for target in targets(yaml.safe_load(path.read_text()))}
+    assert len({target for _, target in found}) > 20
+    for path, target in sorted(found):
+        try:
+            located = hydra.utils.get_object(target)
+        except Exception as error:
+            pytest.fail(f"{path}: _target_ {target} does not import: {error}")
+        assert callable(located), f"{path}: _target_ {target} is not callable"
 
 
 @pytest.mark.parametrize("option", options("data"))
@@ -58,7 +85,7 @@ def test_data_folders_not_given_name_the_missing_setting(compose_cfg: Compose, o
 
 
 #: the data each detector family reads: 2D (torchvision) detectors take camera images
-DATA_OF_MODEL = {"alcv.models.torchvision_detection.TorchvisionDetectionModule": "synthetic_camera"}
+DATA_OF_MODEL = {"alcv.models.torchvision_module.TorchvisionDetectionModule": "synthetic_camera"}
 #: the GPU-sized 2D detectors' inputs shrunk so that a CPU test runs them in seconds
 SMALL_INPUT = {"fasterrcnn": ["model.detector.min_size=64", "model.detector.max_size=128"],
                "retinanet": ["model.detector.min_size=64", "model.detector.max_size=128"],
@@ -189,6 +216,24 @@ def test_cli_multirun_sweeps_strategies_one_job_each(tmp_path: Path, monkeypatch
     jobs = sorted(p.parent for p in (tmp_path / "sweep").rglob("results.jsonl"))
     strategies = sorted(read_results(job)[0]["strategy"] for job in jobs)
     assert strategies == ["least_confidence", "random"]
+
+
+def test_an_optuna_sweep_optimises_what_the_runs_return(tmp_path: Path) -> None:
+    """``hydra/sweeper=optuna`` on ``experiment=smoke``: 2 trials, each with its own learning rate, and the sweep's
+    best value is the best trial's ``loop.objective`` (here the area under the learning curve), computed from its
+    results file."""
+    result = run_cli("-m", "experiment=smoke", "logger=none", "loop.objective=learning_curve_area",
+                     "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=maximize",
+                     "hydra.sweeper.sampler.seed=0", "model.optimizer.lr=interval(0.0003,0.003)",
+                     "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in (tmp_path / "sweep").rglob("results.jsonl"))
+    assert len(jobs) == 2
+    learning_rates = {json.loads((job / RUN_FILE).read_text())["config"]["model"]["optimizer"]["lr"] for job in jobs}
+    assert len(learning_rates) == 2 and all(0.0003 <= lr <= 0.003 for lr in learning_rates)
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    values = [objective(read_results(job), "learning_curve_area") for job in jobs]
+    assert best["best_value"] == pytest.approx(max(values))
 
 
 def test_cli_unknown_strategy_lists_the_available_ones(tmp_path: Path) -> None:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, TINY_2D
+import torch
+from conftest import TINY, TINY_2D, as_if_killed_during
 from omegaconf import DictConfig
 from wandb_log import history_rows
 
 from alcv.loop import _check_shards, run
 from alcv.pool import LabelPool
-from alcv.run_files import POOL_STATE_FILE
-from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, SELECTIONS_FILE, read_jsonl, read_results
+from alcv.run_files import POOL_STATE_FILE, WEIGHTS_FILE, loop_folder
+from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, SELECTIONS_FILE, objective, read_jsonl, read_results
 
 Compose = Callable[..., DictConfig]
 
@@ -111,6 +113,39 @@ def test_warm_start_runs_and_csv_logger_works(compose_cfg: Compose) -> None:
     assert list(Path(cfg.output_dir).rglob("metrics.csv"))
 
 
+def test_a_warm_start_trains_on_from_the_previous_loops_weights(compose_cfg: Compose, tmp_path: Path) -> None:
+    """With ``loop.reset_weights=false`` loop 1 trains on from loop 0's model: its pool scores (the loop-2
+    selection) differ from a cold start's, after the same loop-1 selection; and loop 1 redone from loop 0's
+    saved ``state_dict`` ends with exactly the weights it had."""
+    warm_dir, cold_dir, resumed_dir = tmp_path / "warm", tmp_path / "cold", tmp_path / "resumed"
+    settings = (*TINY, "logger=none", "loop.num_loops=3")
+    run(compose_cfg(*settings, "loop.reset_weights=false", output_dir=warm_dir))
+    run(compose_cfg(*settings, output_dir=cold_dir))
+    warm, cold = (list(read_jsonl(folder / SELECTIONS_FILE)) for folder in (warm_dir, cold_dir))
+    assert warm[1] == cold[1]  # chosen by the same loop-0 model
+    assert warm[2]["scores"] != cold[2]["scores"]
+
+    shutil.copytree(warm_dir, resumed_dir)
+    as_if_killed_during(resumed_dir, 1)
+    run(compose_cfg(*settings, "loop.reset_weights=false", output_dir=resumed_dir))
+    trained, redone = (torch.load(folder / loop_folder(1) / WEIGHTS_FILE, weights_only=True)
+                       for folder in (warm_dir, resumed_dir))
+    assert trained.keys() == redone.keys()
+    assert all(torch.equal(trained[name], redone[name]) for name in trained)
+    first = torch.load(warm_dir / loop_folder(0) / WEIGHTS_FILE, weights_only=True)
+    assert not all(torch.equal(first[name], trained[name]) for name in trained)  # loop 1 did train
+
+
+def test_a_bf16_mixed_run_on_the_cpu_completes(compose_cfg: Compose) -> None:
+    """``experiment=smoke trainer.precision=bf16-mixed``: every loop trains, tests and selects under bfloat16
+    autocast on the CPU, and the results hold a defined mAP."""
+    cfg = compose_cfg("experiment=smoke", "trainer.precision=bf16-mixed", "logger=none")
+    records = run(cfg)
+    assert [record["n_labeled_frames"] for record in records] == [10, 20]
+    assert all(math.isfinite(record["map"]) for record in records)
+    assert [len(s["indices"]) for s in read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE)] == [10, 10]
+
+
 def test_subset_run_trains_once_on_a_fraction_of_the_pool(compose_cfg: Compose) -> None:
     cfg = compose_cfg("experiment=subset_study", *TINY, "loop.initial_size=null", "loop.num_loops=1",
                       "loop.initial_fraction=0.25", "logger=none")
@@ -133,6 +168,7 @@ def test_subset_run_trains_once_on_a_fraction_of_the_pool(compose_cfg: Compose) 
     ("loop=subset", r"set exactly one of loop.initial_size"),
     ("loop.study_type=subset", r"loop.num_loops must be 1, got 2"),
     ("loop.study_type=bandit", r"loop.study_type: unknown 'bandit'"),
+    ("loop.objective=auc", r"loop.objective: unknown 'auc', expected one of \('final_map'"),
 ])
 def test_bad_settings_fail_before_any_training(compose_cfg: Compose, override: str, message: str) -> None:
     cfg = compose_cfg(*TINY, override)
@@ -212,3 +248,15 @@ def test_a_split_smaller_than_the_ddp_world_is_refused_instead_of_hanging() -> N
     with pytest.raises(ValueError, match=r"the test split has 1 frames for 2 processes, and each needs at least one"):
         _check_shards(1, 2, "the test split")
     _check_shards(2, 2, "pool inference")  # one frame each is enough
+
+
+def test_the_objective_is_the_final_map_or_the_area_under_the_learning_curve() -> None:
+    """mAP 0.2, 0.4, 0.5 at 10, 20, 40 % labeled: the area is 0.1 x 0.3 + 0.2 x 0.45 = 0.12 over a span of 0.3,
+    a mean of 0.4; one loop gives its own mAP, an undefined mAP NaN, an unknown name an error."""
+    records = [{"fraction": fraction, "map": value} for fraction, value in ((0.1, 0.2), (0.2, 0.4), (0.4, 0.5))]
+    assert objective(records, "final_map") == 0.5
+    assert objective(records, "learning_curve_area") == pytest.approx(0.4)
+    assert objective(records[:1], "learning_curve_area") == 0.2
+    assert math.isnan(objective([*records[:2], {"fraction": 0.4, "map": None}], "learning_curve_area"))
+    with pytest.raises(ValueError, match=r"loop\.objective: unknown 'auc'"):
+        objective(records, "auc")
