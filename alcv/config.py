@@ -6,8 +6,17 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-#: the packaged configuration folder (installed with alcv, so `alcv` works outside the repository)
-CONFIG_DIR = Path(__file__).parent / "conf"
+
+def _config_dir() -> Path:
+    """The configuration folder: ``alcv/conf`` in an installed wheel (the build maps the repository's top-level
+    ``conf/`` there, see ``pyproject.toml``), or ``conf/`` beside the package in a source checkout (an editable
+    install)."""
+    installed = Path(__file__).parent / "conf"
+    return installed if installed.is_dir() else Path(__file__).parents[1] / "conf"
+
+
+#: the configuration folder that `alcv` composes from
+CONFIG_DIR = _config_dir()
 
 
 def register_resolvers() -> None:

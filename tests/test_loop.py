@@ -15,6 +15,7 @@ from conftest import TINY, TINY_2D, as_if_killed_during
 from omegaconf import DictConfig
 from wandb_log import history_rows
 
+from alcv.config import CONFIG_DIR
 from alcv.loop import _check_shards, run
 from alcv.pool import LabelPool
 from alcv.run_files import POOL_STATE_FILE, WEIGHTS_FILE, loop_folder
@@ -179,7 +180,7 @@ def test_bad_settings_fail_before_any_training(compose_cfg: Compose, override: s
     assert not np.any([p.name.startswith("offline-run") for p in out.rglob("*")])
 
 
-STRATEGIES = sorted(path.stem for path in (Path(__file__).parents[1] / "alcv/conf/strategy").glob("*.yaml"))
+STRATEGIES = sorted(path.stem for path in (CONFIG_DIR / "strategy").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
