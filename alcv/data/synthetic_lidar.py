@@ -24,7 +24,7 @@ lies inside ``label_range``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,9 +202,14 @@ def _walkers(build: _LayoutBuilder, count: int, x_range: tuple[float, float],
     build.add(PEDESTRIAN, xy, yaw, speed)
 
 
+#: a drive's clutter in its world frame: poles ``(P, 4)`` and bushes ``(B, 4)`` as ``[x, y, radius, height]``, walls
+#: ``(W, 7)`` as ``[x, y, z, dx, dy, dz, yaw]`` (see :class:`DriveLayout`)
+Clutter = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def _roadside_clutter(rng: np.random.Generator, x_low: float, x_high: float, pole_y: float,
                       pole_gap: float, bush_count: int, bush_y: tuple[float, float],
-                      wall_y: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      wall_y: float | None) -> Clutter:
     """Poles on both roadsides, bushes in a band, and optional walls along both sides."""
     pole_x = np.arange(x_low + rng.uniform(0, pole_gap), x_high, pole_gap)
     sides = rng.choice([-1.0, 1.0], pole_x.size)
@@ -228,82 +233,109 @@ def _roadside_clutter(rng: np.random.Generator, x_low: float, x_high: float, pol
     return poles, bushes, np.asarray(walls).reshape(-1, 7)
 
 
+def _open_road(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
+    """A highway: fast lane traffic both ways, rare walkers beyond the shoulders, poles and bushes.
+    Returns the ego speed (m/s) and the clutter."""
+    rng = build.rng
+    ego_speed = rng.uniform(12.0, 20.0)
+    x_low, x_high = -60.0, ego_speed * duration + 60.0
+    _lane_traffic(build, x_low - 100, x_high + 100, (-1.75, -5.25, 1.75, 5.25),
+                  mean_gap=rng.uniform(30, 90), speed=(10.0, 24.0), golf_cart_share=0.0)
+    _walkers(build, rng.poisson(0.4), (x_low, x_high), (8.0, 12.0), heading=0.0)
+    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=9.0, pole_gap=rng.uniform(25, 45),
+                                bush_count=rng.poisson(0.15 * (x_high - x_low)),
+                                bush_y=(9.0, 20.0), wall_y=None)
+    return ego_speed, clutter
+
+
+def _residential(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
+    """A residential street: cars parked along both curbs, slow traffic, walkers on both sidewalks, walls.
+    Returns the ego speed (m/s) and the clutter."""
+    rng = build.rng
+    ego_speed = rng.uniform(4.0, 9.0)
+    x_low, x_high = -40.0, ego_speed * duration + 40.0
+    _curb_parking(build, x_low, x_high, (-4.6, 4.6), mean_gap=rng.uniform(6, 14),
+                  golf_cart_share=0.04)
+    _lane_traffic(build, x_low - 40, x_high + 40, (-1.6, 1.6), mean_gap=rng.uniform(40, 90),
+                  speed=(5.0, 12.0), golf_cart_share=0.05)
+    _walkers(build, rng.poisson(0.08 * (x_high - x_low)), (x_low, x_high), (6.0, 7.5), heading=0.0)
+    _walkers(build, rng.poisson(0.08 * (x_high - x_low)), (x_low, x_high), (-7.5, -6.0), heading=0.0)
+    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=6.0, pole_gap=rng.uniform(15, 30),
+                                bush_count=rng.poisson(0.2 * (x_high - x_low)),
+                                bush_y=(8.5, 12.0), wall_y=9.0)
+    return ego_speed, clutter
+
+
+def _crossing(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
+    """A crossing: the ego stopped or creeping, a queue ahead, cross traffic, pedestrians on the crosswalks.
+    Returns the ego speed (m/s) and the clutter."""
+    rng = build.rng
+    ego_speed = rng.choice([0.0, rng.uniform(0.5, 3.0)])
+    x_low, x_high = -30.0, ego_speed * duration + 40.0
+    crossing_x = rng.uniform(12.0, 18.0)
+    _curb_parking(build, x_low, crossing_x - 10, (-4.6, 4.6), mean_gap=rng.uniform(8, 20),
+                  golf_cart_share=0.03)
+    queue_x = np.cumsum(rng.uniform(6.0, 8.0, rng.integers(0, 4))) * -1 + crossing_x - 8
+    build.add(VEHICLE, np.column_stack([queue_x, np.full(queue_x.size, 1.6)]),
+              np.full(queue_x.size, np.pi), np.zeros(queue_x.size))
+    for lane_x, heading in ((crossing_x - 1.75, np.pi / 2), (crossing_x + 1.75, -np.pi / 2)):
+        ys = build.along(-120.0, 120.0, rng.uniform(25, 60))
+        is_cart = rng.random(ys.size) < 0.06
+        for label, chosen in ((VEHICLE, ~is_cart), (GOLF_CART, is_cart)):
+            count = int(chosen.sum())
+            build.add(label, np.column_stack([np.full(count, lane_x), ys[chosen]]),
+                      np.full(count, heading), rng.uniform(4.0, 11.0, count))
+    for walk_x in (crossing_x - 7.0, crossing_x + 7.0):
+        _walkers(build, rng.poisson(4.0), (walk_x - 1.5, walk_x + 1.5), (-14.0, 14.0),
+                 heading=np.pi / 2)
+    _walkers(build, rng.poisson(5.0), (x_low, x_high), (5.5, 9.0), heading=0.0)
+    _walkers(build, rng.poisson(5.0), (x_low, x_high), (-9.0, -5.5), heading=0.0)
+    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=6.0, pole_gap=rng.uniform(10, 20),
+                                bush_count=rng.poisson(0.1 * (x_high - x_low)),
+                                bush_y=(9.0, 14.0), wall_y=None)
+    return ego_speed, clutter
+
+
+def _parking_lot(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
+    """A parking lot: rows of slots, partly occupied (a few by golf carts), walkers, golf carts driving.
+    Returns the ego speed (m/s) and the clutter."""
+    rng = build.rng
+    ego_speed = rng.uniform(1.5, 4.0)
+    x_low, x_high = -35.0, ego_speed * duration + 35.0
+    slot_x = np.arange(x_low, x_high, 2.7)
+    for row_y in (-16.5, -11.5, -5.0, 5.0, 11.5, 16.5):
+        occupied = rng.random(slot_x.size) < rng.uniform(0.35, 0.85)
+        is_cart = rng.random(slot_x.size) < 0.07
+        for label, chosen in ((VEHICLE, occupied & ~is_cart), (GOLF_CART, occupied & is_cart)):
+            count = int(chosen.sum())
+            xy = np.column_stack([slot_x[chosen] + rng.normal(0, 0.15, count),
+                                  np.full(count, row_y) + rng.normal(0, 0.3, count)])
+            yaw = np.sign(row_y) * np.pi / 2 + rng.choice([0.0, np.pi], count) \
+                + rng.normal(0, 0.06, count)
+            build.add(label, xy, yaw, np.zeros(count))
+    _walkers(build, rng.poisson(0.1 * (x_high - x_low)), (x_low, x_high), (-18.0, 18.0), None)
+    carts = rng.poisson(0.6)
+    build.add(GOLF_CART, np.column_stack([rng.uniform(x_low, x_high, carts),
+                                          rng.choice([-8.2, 8.2], carts)]),
+              rng.choice([0.0, np.pi], carts), rng.uniform(2.0, 5.0, carts))
+    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=8.2, pole_gap=rng.uniform(12, 25),
+                                bush_count=rng.poisson(0.05 * (x_high - x_low)),
+                                bush_y=(19.0, 24.0), wall_y=None)
+    return ego_speed, clutter
+
+
+#: scene type -> the function that lays it out
+_SCENES: dict[str, Callable[[_LayoutBuilder, float], tuple[float, Clutter]]] = {
+    "open_road": _open_road, "residential": _residential, "crossing": _crossing, "parking_lot": _parking_lot}
+
+
 def _layout(seed: int, drive_id: int, num_frames: int, scene: str) -> DriveLayout:
     """Lay out one drive's objects and clutter in its world frame (ego starts at the origin, +x)."""
-    rng = np.random.default_rng([seed, drive_id, 1])
-    build = _LayoutBuilder(rng)
-    duration = num_frames * FRAME_PERIOD_S
-    if scene == "open_road":
-        ego_speed = rng.uniform(12.0, 20.0)
-        x_low, x_high = -60.0, ego_speed * duration + 60.0
-        _lane_traffic(build, x_low - 100, x_high + 100, (-1.75, -5.25, 1.75, 5.25),
-                      mean_gap=rng.uniform(30, 90), speed=(10.0, 24.0), golf_cart_share=0.0)
-        _walkers(build, rng.poisson(0.4), (x_low, x_high), (8.0, 12.0), heading=0.0)
-        clutter = _roadside_clutter(rng, x_low, x_high, pole_y=9.0, pole_gap=rng.uniform(25, 45),
-                                    bush_count=rng.poisson(0.15 * (x_high - x_low)),
-                                    bush_y=(9.0, 20.0), wall_y=None)
-    elif scene == "residential":
-        ego_speed = rng.uniform(4.0, 9.0)
-        x_low, x_high = -40.0, ego_speed * duration + 40.0
-        _curb_parking(build, x_low, x_high, (-4.6, 4.6), mean_gap=rng.uniform(6, 14),
-                      golf_cart_share=0.04)
-        _lane_traffic(build, x_low - 40, x_high + 40, (-1.6, 1.6), mean_gap=rng.uniform(40, 90),
-                      speed=(5.0, 12.0), golf_cart_share=0.05)
-        _walkers(build, rng.poisson(0.08 * (x_high - x_low)), (x_low, x_high), (6.0, 7.5), heading=0.0)
-        _walkers(build, rng.poisson(0.08 * (x_high - x_low)), (x_low, x_high), (-7.5, -6.0), heading=0.0)
-        clutter = _roadside_clutter(rng, x_low, x_high, pole_y=6.0, pole_gap=rng.uniform(15, 30),
-                                    bush_count=rng.poisson(0.2 * (x_high - x_low)),
-                                    bush_y=(8.5, 12.0), wall_y=9.0)
-    elif scene == "crossing":
-        ego_speed = rng.choice([0.0, rng.uniform(0.5, 3.0)])
-        x_low, x_high = -30.0, ego_speed * duration + 40.0
-        crossing_x = rng.uniform(12.0, 18.0)
-        _curb_parking(build, x_low, crossing_x - 10, (-4.6, 4.6), mean_gap=rng.uniform(8, 20),
-                      golf_cart_share=0.03)
-        queue_x = np.cumsum(rng.uniform(6.0, 8.0, rng.integers(0, 4))) * -1 + crossing_x - 8
-        build.add(VEHICLE, np.column_stack([queue_x, np.full(queue_x.size, 1.6)]),
-                  np.full(queue_x.size, np.pi), np.zeros(queue_x.size))
-        for lane_x, heading in ((crossing_x - 1.75, np.pi / 2), (crossing_x + 1.75, -np.pi / 2)):
-            ys = build.along(-120.0, 120.0, rng.uniform(25, 60))
-            is_cart = rng.random(ys.size) < 0.06
-            for label, chosen in ((VEHICLE, ~is_cart), (GOLF_CART, is_cart)):
-                count = int(chosen.sum())
-                build.add(label, np.column_stack([np.full(count, lane_x), ys[chosen]]),
-                          np.full(count, heading), rng.uniform(4.0, 11.0, count))
-        for walk_x in (crossing_x - 7.0, crossing_x + 7.0):
-            _walkers(build, rng.poisson(4.0), (walk_x - 1.5, walk_x + 1.5), (-14.0, 14.0),
-                     heading=np.pi / 2)
-        _walkers(build, rng.poisson(5.0), (x_low, x_high), (5.5, 9.0), heading=0.0)
-        _walkers(build, rng.poisson(5.0), (x_low, x_high), (-9.0, -5.5), heading=0.0)
-        clutter = _roadside_clutter(rng, x_low, x_high, pole_y=6.0, pole_gap=rng.uniform(10, 20),
-                                    bush_count=rng.poisson(0.1 * (x_high - x_low)),
-                                    bush_y=(9.0, 14.0), wall_y=None)
-    elif scene == "parking_lot":
-        ego_speed = rng.uniform(1.5, 4.0)
-        x_low, x_high = -35.0, ego_speed * duration + 35.0
-        slot_x = np.arange(x_low, x_high, 2.7)
-        for row_y in (-16.5, -11.5, -5.0, 5.0, 11.5, 16.5):
-            occupied = rng.random(slot_x.size) < rng.uniform(0.35, 0.85)
-            is_cart = rng.random(slot_x.size) < 0.07
-            for label, chosen in ((VEHICLE, occupied & ~is_cart), (GOLF_CART, occupied & is_cart)):
-                count = int(chosen.sum())
-                xy = np.column_stack([slot_x[chosen] + rng.normal(0, 0.15, count),
-                                      np.full(count, row_y) + rng.normal(0, 0.3, count)])
-                yaw = np.sign(row_y) * np.pi / 2 + rng.choice([0.0, np.pi], count) \
-                    + rng.normal(0, 0.06, count)
-                build.add(label, xy, yaw, np.zeros(count))
-        _walkers(build, rng.poisson(0.1 * (x_high - x_low)), (x_low, x_high), (-18.0, 18.0), None)
-        carts = rng.poisson(0.6)
-        build.add(GOLF_CART, np.column_stack([rng.uniform(x_low, x_high, carts),
-                                              rng.choice([-8.2, 8.2], carts)]),
-                  rng.choice([0.0, np.pi], carts), rng.uniform(2.0, 5.0, carts))
-        clutter = _roadside_clutter(rng, x_low, x_high, pole_y=8.2, pole_gap=rng.uniform(12, 25),
-                                    bush_count=rng.poisson(0.05 * (x_high - x_low)),
-                                    bush_y=(19.0, 24.0), wall_y=None)
-    else:
+    if scene not in _SCENES:
         raise ValueError(f"unknown scene type '{scene}', expected one of {SCENE_TYPES}")
+    build = _LayoutBuilder(np.random.default_rng([seed, drive_id, 1]))
+    ego_speed, (poles, bushes, walls) = _SCENES[scene](build, num_frames * FRAME_PERIOD_S)
     objects, labels, velocity = build.finish()
-    poles, bushes, walls = clutter
     return DriveLayout(drive_id, scene, num_frames, float(ego_speed), objects, labels, velocity,
                        walls, poles, bushes)
 

@@ -1,1 +1,1 @@
-"""Results files of runs, and the studies built from them."""
+"""Studies built from the results files of runs (:mod:`alcv.run_records`): reports, tables and figures."""
