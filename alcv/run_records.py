@@ -15,9 +15,10 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from alcv.safe_io import write_text_atomically
 
@@ -77,30 +78,42 @@ class LoopRecord:
 OBJECTIVES = ("final_map", "learning_curve_area")
 
 
+def check_objective(name: str) -> None:
+    """Raise a ValueError naming ``loop.objective`` unless ``name`` is one of :data:`OBJECTIVES`."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"loop.objective: unknown '{name}', expected one of {OBJECTIVES}")
+
+
+def curve_average(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
+    """Average of the piecewise-linear curve ``y(x)`` (``x`` ascending) over ``[low, high]`` (its value there if
+    the range is a point); exact, since the trapezoids run through the curve's own knots."""
+    if high <= low:
+        return float(np.interp(low, x, y))
+    knots = np.unique(np.concatenate([[low, high], x[(x > low) & (x < high)]]))
+    return float(np.trapezoid(np.interp(knots, x, y), knots) / (high - low))
+
+
 def objective(records: Sequence[Mapping[str, Any]], name: str) -> float:
     """The number a run scores for an optimising sweeper, from its loops' ``records`` (in loop order).
 
     ``final_map``: the last loop's test mAP. ``learning_curve_area``: the area under test mAP against the labeled
-    fraction of the pool (trapezoids), divided by the fraction it spans: the mean mAP over the labeling budget,
-    weighted by how much each step labeled (a one-loop run gives its mAP). An undefined mAP (None or NaN) makes
-    the result NaN.
+    fraction of the pool, divided by the fraction it spans (:func:`curve_average`): the mean mAP over the labeling
+    budget, weighted by how much each step labeled (a one-loop run gives its mAP). An undefined mAP (None or
+    NaN) makes the result NaN.
 
     Raises:
         ValueError: for a name not in :data:`OBJECTIVES`, or no records.
     """
-    if name not in OBJECTIVES:
-        raise ValueError(f"loop.objective: unknown '{name}', expected one of {OBJECTIVES}")
+    check_objective(name)
     if not records:
         raise ValueError("objective: a run without any completed loop has no objective")
-    maps = [math.nan if record["map"] is None else float(record["map"]) for record in records]
+    maps = np.array([np.nan if record["map"] is None else record["map"] for record in records], dtype=np.float64)
     if name == "final_map" or len(records) == 1:
-        return maps[-1]
-    fractions = [float(record["fraction"]) for record in records]
-    span = fractions[-1] - fractions[0]
-    if span == 0:  # nothing was labeled after loop 0 (a budget in boxes that fits no frame)
-        return sum(maps) / len(maps)
-    points = list(zip(fractions, maps, strict=True))
-    return sum((right - left) * (low + high) / 2 for (left, low), (right, high) in pairwise(points)) / span
+        return float(maps[-1])
+    fractions = np.array([record["fraction"] for record in records], dtype=np.float64)
+    if fractions[-1] == fractions[0]:  # nothing was labeled after loop 0 (a budget in boxes that fits no frame)
+        return float(maps.mean())
+    return curve_average(fractions, maps, fractions[0], fractions[-1])
 
 
 #: the fields every line of ``results.jsonl`` must hold: those of :class:`LoopRecord` without a default

@@ -29,7 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
-from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, read_jsonl
+from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, curve_average, read_jsonl
 
 #: fractions of the full-data mAP for which the labels-needed table counts labels
 DEFAULT_LEVELS = (0.9, 0.95, 1.0)
@@ -316,15 +316,6 @@ def labels_to_reach(study: Study, levels: Sequence[float] = DEFAULT_LEVELS) -> p
     return table
 
 
-def _area(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
-    """Average of the piecewise-linear curve ``y(x)`` over ``[low, high]`` (its value there if the range is
-    a point); exact, since the trapezoids run through the curve's own knots."""
-    if high <= low:
-        return float(np.interp(low, x, y))
-    knots = np.unique(np.concatenate([[low, high], x[(x > low) & (x < high)]]))
-    return float(np.trapezoid(np.interp(knots, x, y), knots) / (high - low))
-
-
 def curve_areas(study: Study) -> pd.DataFrame:
     """Per strategy: the area under its mean learning curve divided by the range it spans, i.e. the
     curve's average mAP, against labeled fraction (``auc``) and against labeled boxes (``auc_boxes``).
@@ -341,7 +332,8 @@ def curve_areas(study: Study) -> pd.DataFrame:
             low = max(float(c[axis].iloc[0]) for c in curves.values())
             high = min(float(c[axis].iloc[-1]) for c in curves.values())
             row[label] = f"{low:.{digits}f}-{high:.{digits}f}"
-            row[name] = _area(curve[axis].to_numpy(dtype=float), curve["map_mean"].to_numpy(dtype=float), low, high)
+            row[name] = curve_average(curve[axis].to_numpy(dtype=float), curve["map_mean"].to_numpy(dtype=float),
+                                      low, high)
         rows.append(row)
     return pd.DataFrame(rows)
 
