@@ -38,7 +38,7 @@ from alcv.models.committee import CommitteeModule
 from alcv.models.detections import PredictionRequest
 from alcv.pool import LabelPool
 from alcv.run_files import Progress, RunFiles, loop_folder
-from alcv.run_records import OBJECTIVES, RESULTS_FILE, LoopRecord
+from alcv.run_records import OBJECTIVES, RESULTS_FILE, LoopRecord, check_objective
 from alcv.safe_io import checked_inside
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
 from alcv.strategies import SelectionRules, Strategy
@@ -89,8 +89,7 @@ def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
     if loops > 1 and query < 1:
         raise ValueError(f"loop.query_size must be >= 1, got {query}")
     selection_rules(loop_cfg)
-    if loop_cfg.get("objective", OBJECTIVES[0]) not in OBJECTIVES:
-        raise ValueError(f"loop.objective: unknown '{loop_cfg.objective}', expected one of {OBJECTIVES}")
+    check_objective(loop_cfg.get("objective", OBJECTIVES[0]))
     needed = initial + query * (loops - 1)
     if loop_cfg.get("budget_unit", "frames") == "frames" and needed > pool_size:
         raise ValueError(f"loop.query_size={query} with loop.initial_size={initial} and loop.num_loops={loops} "
@@ -167,7 +166,7 @@ def _logger(cfg: DictConfig, output_dir: Path, version: Any) -> Logger | None:
     resumed = {} if version is None else {"version": version}
     logger: Logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir), **resumed)
     checked_inside(output_dir, getattr(logger, "log_dir", None) or logger.save_dir or output_dir,
-           "logger folder (from experiment_name or logger.name)")
+                   "logger folder (from experiment_name or logger.name)")
     return logger
 
 
@@ -220,27 +219,40 @@ class RunState:
     it warm-starts), the pool's labels and the labeled boxes.
 
     Attributes:
-        cfg: the composed config. files: the run's files. seed, num_loops: from ``cfg``.
+        cfg: the composed config. files: the run's files.
         datamodule, strategy, model: built from ``cfg``. pool: the labeling state (resumed or new).
-        rules: each acquisition's budget and spreading. request: what pool inference must give the strategy.
-        predicts_pool: whether acquisitions predict the pool (strategies without predictions still need them
-            for a budget in boxes, or for spreading over drives).
+        rules: each acquisition's budget and spreading.
         logger: the run's logger, or None. boxes: ground-truth boxes of the labeled frames.
     """
 
     cfg: DictConfig
     files: RunFiles
-    seed: int
-    num_loops: int
     datamodule: ActiveDataModule
     strategy: Strategy
     model: pl.LightningModule
     pool: LabelPool
     rules: SelectionRules
-    request: PredictionRequest
-    predicts_pool: bool
     logger: Logger | None
     boxes: _LabeledBoxes
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg.seed)
+
+    @property
+    def num_loops(self) -> int:
+        return int(self.cfg.loop.num_loops)
+
+    @property
+    def request(self) -> PredictionRequest:
+        """What pool inference must give the strategy."""
+        return self.strategy.request or PredictionRequest()
+
+    @property
+    def predicts_pool(self) -> bool:
+        """Whether acquisitions predict the pool: strategies without predictions still need them for a budget in
+        boxes, or for spreading over drives."""
+        return self.strategy.request is not None or self.rules.counts_boxes or self.rules.spreads
 
 
 @dataclass
@@ -287,12 +299,8 @@ def prepare(cfg: DictConfig, files: RunFiles, progress: Progress, config: dict[s
         files.save_pool(pool)
         files.append_selection(0, pool.labeled_in_loop(0), None)
     datamodule.attach_pool(pool)
-    rules = selection_rules(cfg.loop)
-    return RunState(cfg=cfg, files=files, seed=seed, num_loops=int(cfg.loop.num_loops), datamodule=datamodule,
-                    strategy=strategy, model=model, pool=pool, rules=rules,
-                    request=strategy.request or PredictionRequest(),
-                    predicts_pool=strategy.request is not None or rules.counts_boxes or rules.spreads,
-                    logger=logger, boxes=_LabeledBoxes(datamodule))
+    return RunState(cfg=cfg, files=files, datamodule=datamodule, strategy=strategy, model=model, pool=pool,
+                    rules=selection_rules(cfg.loop), logger=logger, boxes=_LabeledBoxes(datamodule))
 
 
 def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
@@ -398,7 +406,7 @@ def commit(state: RunState, record: LoopRecord, selection: Selection | None) -> 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run one active-learning experiment described by ``cfg`` (the composed Hydra config).
 
-    Writes into ``cfg.output_dir``: ``state.json``, ``results.jsonl``, ``selections.jsonl``, ``label_pool.json``
+    Writes into ``cfg.output_dir``: ``run.json``, ``results.jsonl``, ``selections.jsonl``, ``label_pool.json``
     and one folder per loop for the Trainer (:mod:`alcv.run_files`). When the folder holds an earlier attempt
     of the same run, goes on after its last completed loop (an interrupted loop is redone from its start);
     a run with another config is refused. Returns the records of every loop (the lines of ``results.jsonl``;
