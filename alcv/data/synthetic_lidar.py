@@ -202,14 +202,9 @@ def _walkers(build: _LayoutBuilder, count: int, x_range: tuple[float, float],
     build.add(PEDESTRIAN, xy, yaw, speed)
 
 
-#: a drive's clutter in its world frame: poles ``(P, 4)`` and bushes ``(B, 4)`` as ``[x, y, radius, height]``, walls
-#: ``(W, 7)`` as ``[x, y, z, dx, dy, dz, yaw]`` (see :class:`DriveLayout`)
-Clutter = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
 def _roadside_clutter(rng: np.random.Generator, x_low: float, x_high: float, pole_y: float,
                       pole_gap: float, bush_count: int, bush_y: tuple[float, float],
-                      wall_y: float | None) -> Clutter:
+                      wall_y: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Poles on both roadsides, bushes in a band, and optional walls along both sides."""
     pole_x = np.arange(x_low + rng.uniform(0, pole_gap), x_high, pole_gap)
     sides = rng.choice([-1.0, 1.0], pole_x.size)
@@ -233,45 +228,29 @@ def _roadside_clutter(rng: np.random.Generator, x_low: float, x_high: float, pol
     return poles, bushes, np.asarray(walls).reshape(-1, 7)
 
 
-def _open_road(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
-    """A highway: fast lane traffic both ways, rare walkers beyond the shoulders, poles and bushes.
-    Returns the ego speed (m/s) and the clutter."""
+def _open_road_objects(build: _LayoutBuilder, x_low: float, x_high: float) -> None:
+    """Fast lane traffic both ways, rare walkers beyond the shoulders."""
     rng = build.rng
-    ego_speed = rng.uniform(12.0, 20.0)
-    x_low, x_high = -60.0, ego_speed * duration + 60.0
     _lane_traffic(build, x_low - 100, x_high + 100, (-1.75, -5.25, 1.75, 5.25),
                   mean_gap=rng.uniform(30, 90), speed=(10.0, 24.0), golf_cart_share=0.0)
     _walkers(build, rng.poisson(0.4), (x_low, x_high), (8.0, 12.0), heading=0.0)
-    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=9.0, pole_gap=rng.uniform(25, 45),
-                                bush_count=rng.poisson(0.15 * (x_high - x_low)),
-                                bush_y=(9.0, 20.0), wall_y=None)
-    return ego_speed, clutter
 
 
-def _residential(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
-    """A residential street: cars parked along both curbs, slow traffic, walkers on both sidewalks, walls.
-    Returns the ego speed (m/s) and the clutter."""
+def _residential_objects(build: _LayoutBuilder, x_low: float, x_high: float) -> None:
+    """Cars parked along both curbs, slow traffic, walkers on both sidewalks."""
     rng = build.rng
-    ego_speed = rng.uniform(4.0, 9.0)
-    x_low, x_high = -40.0, ego_speed * duration + 40.0
     _curb_parking(build, x_low, x_high, (-4.6, 4.6), mean_gap=rng.uniform(6, 14),
                   golf_cart_share=0.04)
     _lane_traffic(build, x_low - 40, x_high + 40, (-1.6, 1.6), mean_gap=rng.uniform(40, 90),
                   speed=(5.0, 12.0), golf_cart_share=0.05)
     _walkers(build, rng.poisson(0.08 * (x_high - x_low)), (x_low, x_high), (6.0, 7.5), heading=0.0)
     _walkers(build, rng.poisson(0.08 * (x_high - x_low)), (x_low, x_high), (-7.5, -6.0), heading=0.0)
-    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=6.0, pole_gap=rng.uniform(15, 30),
-                                bush_count=rng.poisson(0.2 * (x_high - x_low)),
-                                bush_y=(8.5, 12.0), wall_y=9.0)
-    return ego_speed, clutter
 
 
-def _crossing(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
-    """A crossing: the ego stopped or creeping, a queue ahead, cross traffic, pedestrians on the crosswalks.
-    Returns the ego speed (m/s) and the clutter."""
+def _crossing_objects(build: _LayoutBuilder, x_low: float, x_high: float) -> None:
+    """Parked cars up to the crossing, a queue ahead, cross traffic, pedestrians on the crosswalks and
+    sidewalks."""
     rng = build.rng
-    ego_speed = rng.choice([0.0, rng.uniform(0.5, 3.0)])
-    x_low, x_high = -30.0, ego_speed * duration + 40.0
     crossing_x = rng.uniform(12.0, 18.0)
     _curb_parking(build, x_low, crossing_x - 10, (-4.6, 4.6), mean_gap=rng.uniform(8, 20),
                   golf_cart_share=0.03)
@@ -290,18 +269,11 @@ def _crossing(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
                  heading=np.pi / 2)
     _walkers(build, rng.poisson(5.0), (x_low, x_high), (5.5, 9.0), heading=0.0)
     _walkers(build, rng.poisson(5.0), (x_low, x_high), (-9.0, -5.5), heading=0.0)
-    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=6.0, pole_gap=rng.uniform(10, 20),
-                                bush_count=rng.poisson(0.1 * (x_high - x_low)),
-                                bush_y=(9.0, 14.0), wall_y=None)
-    return ego_speed, clutter
 
 
-def _parking_lot(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter]:
-    """A parking lot: rows of slots, partly occupied (a few by golf carts), walkers, golf carts driving.
-    Returns the ego speed (m/s) and the clutter."""
+def _parking_lot_objects(build: _LayoutBuilder, x_low: float, x_high: float) -> None:
+    """Rows of slots, partly occupied (a few by golf carts), walkers, golf carts driving."""
     rng = build.rng
-    ego_speed = rng.uniform(1.5, 4.0)
-    x_low, x_high = -35.0, ego_speed * duration + 35.0
     slot_x = np.arange(x_low, x_high, 2.7)
     for row_y in (-16.5, -11.5, -5.0, 5.0, 11.5, 16.5):
         occupied = rng.random(slot_x.size) < rng.uniform(0.35, 0.85)
@@ -318,23 +290,52 @@ def _parking_lot(build: _LayoutBuilder, duration: float) -> tuple[float, Clutter
     build.add(GOLF_CART, np.column_stack([rng.uniform(x_low, x_high, carts),
                                           rng.choice([-8.2, 8.2], carts)]),
               rng.choice([0.0, np.pi], carts), rng.uniform(2.0, 5.0, carts))
-    clutter = _roadside_clutter(rng, x_low, x_high, pole_y=8.2, pole_gap=rng.uniform(12, 25),
-                                bush_count=rng.poisson(0.05 * (x_high - x_low)),
-                                bush_y=(19.0, 24.0), wall_y=None)
-    return ego_speed, clutter
 
 
-#: scene type -> the function that lays it out
-_SCENES: dict[str, Callable[[_LayoutBuilder, float], tuple[float, Clutter]]] = {
-    "open_road": _open_road, "residential": _residential, "crossing": _crossing, "parking_lot": _parking_lot}
+@dataclass(frozen=True)
+class _Scene:
+    """How one scene type is laid out, in the order its random numbers are drawn: the ego speed (m/s); the
+    world reaching ``behind`` metres behind the start and ``ahead`` metres past where the ego ends; the
+    ``objects`` in it; then the roadside clutter (:func:`_roadside_clutter`: poles at ``pole_y`` every
+    ``pole_gap`` metres, drawn from that range, ``bushes_per_metre`` bushes at ``bush_y``, walls at ``wall_y``)."""
+
+    ego_speed: Callable[[np.random.Generator], float]
+    behind: float
+    ahead: float
+    objects: Callable[[_LayoutBuilder, float, float], None]
+    pole_y: float
+    pole_gap: tuple[float, float]
+    bushes_per_metre: float
+    bush_y: tuple[float, float]
+    wall_y: float | None = None
+
+
+_SCENES = {
+    "open_road": _Scene(lambda rng: rng.uniform(12.0, 20.0), 60.0, 60.0, _open_road_objects,
+                        pole_y=9.0, pole_gap=(25, 45), bushes_per_metre=0.15, bush_y=(9.0, 20.0)),
+    "residential": _Scene(lambda rng: rng.uniform(4.0, 9.0), 40.0, 40.0, _residential_objects,
+                          pole_y=6.0, pole_gap=(15, 30), bushes_per_metre=0.2, bush_y=(8.5, 12.0), wall_y=9.0),
+    # the ego stopped or creeping
+    "crossing": _Scene(lambda rng: rng.choice([0.0, rng.uniform(0.5, 3.0)]), 30.0, 40.0, _crossing_objects,
+                       pole_y=6.0, pole_gap=(10, 20), bushes_per_metre=0.1, bush_y=(9.0, 14.0)),
+    "parking_lot": _Scene(lambda rng: rng.uniform(1.5, 4.0), 35.0, 35.0, _parking_lot_objects,
+                          pole_y=8.2, pole_gap=(12, 25), bushes_per_metre=0.05, bush_y=(19.0, 24.0)),
+}
 
 
 def _layout(seed: int, drive_id: int, num_frames: int, scene: str) -> DriveLayout:
     """Lay out one drive's objects and clutter in its world frame (ego starts at the origin, +x)."""
     if scene not in _SCENES:
         raise ValueError(f"unknown scene type '{scene}', expected one of {SCENE_TYPES}")
-    build = _LayoutBuilder(np.random.default_rng([seed, drive_id, 1]))
-    ego_speed, (poles, bushes, walls) = _SCENES[scene](build, num_frames * FRAME_PERIOD_S)
+    kind, rng = _SCENES[scene], np.random.default_rng([seed, drive_id, 1])
+    build = _LayoutBuilder(rng)
+    ego_speed = kind.ego_speed(rng)
+    x_low, x_high = -kind.behind, ego_speed * (num_frames * FRAME_PERIOD_S) + kind.ahead
+    kind.objects(build, x_low, x_high)
+    poles, bushes, walls = _roadside_clutter(rng, x_low, x_high, pole_y=kind.pole_y,
+                                             pole_gap=rng.uniform(*kind.pole_gap),
+                                             bush_count=rng.poisson(kind.bushes_per_metre * (x_high - x_low)),
+                                             bush_y=kind.bush_y, wall_y=kind.wall_y)
     objects, labels, velocity = build.finish()
     return DriveLayout(drive_id, scene, num_frames, float(ego_speed), objects, labels, velocity,
                        walls, poles, bushes)
