@@ -86,18 +86,25 @@ def reference_of(run: str, single_process: dict[tuple[str, bool], dict[str, Any]
     return single_process[DDP_RUNS[run].strategy, DDP_RUNS[run].real_model]
 
 
+def assert_same_outcome(outcome: dict[str, Any], expected: dict[str, Any], skipped_columns: tuple[str, ...] = ()
+                        ) -> None:
+    """``outcome`` holds ``expected``'s selection (in pick order), labeled set and columns (but
+    ``skipped_columns``), bit for bit."""
+    for key in ("selected", "selected_scores", "selected_costs", "pool_indices", "labeled_at"):
+        assert outcome[key] == expected[key], key
+    assert set(outcome["columns"]) == set(expected["columns"])
+    for name, column in expected["columns"].items():
+        if name not in skipped_columns:
+            np.testing.assert_array_equal(np.asarray(outcome["columns"][name]), np.asarray(column),
+                                          err_msg=f"column '{name}'")
+
+
 def assert_ranks_agree(ranks: list[dict[str, Any]]) -> None:
     """Only rank 0 ran the strategy, and every rank ends with its selection, labeled set and the same combined
     columns, bit for bit (they are broadcast and reduced, not computed on each rank)."""
     assert [outcome["select_calls"] for outcome in ranks] == [1, 0]
-    first, *others = ranks
-    for outcome in others:
-        for key in ("selected", "selected_scores", "selected_costs", "pool_indices", "labeled_at"):
-            assert outcome[key] == first[key], key
-        assert set(outcome["columns"]) == set(first["columns"])
-        for name, column in first["columns"].items():
-            np.testing.assert_array_equal(np.asarray(outcome["columns"][name]), np.asarray(column),
-                                          err_msg=f"column '{name}'")
+    for outcome in ranks[1:]:
+        assert_same_outcome(outcome, ranks[0])
 
 
 def assert_selects_exactly_as_one_process(ranks: list[dict[str, Any]], reference: dict[str, Any]) -> None:
@@ -105,13 +112,7 @@ def assert_selects_exactly_as_one_process(ranks: list[dict[str, Any]], reference
     bit: with per-frame statistics that do not depend on the batching, combining, selecting on rank 0,
     broadcasting and labeling change nothing."""
     assert_ranks_agree(ranks)
-    for key in ("selected", "selected_scores", "selected_costs", "pool_indices", "labeled_at"):
-        assert ranks[0][key] == reference[key], key
-    assert set(ranks[0]["columns"]) == set(reference["columns"])
-    for name, column in reference["columns"].items():
-        if name != WRITER_RANK:
-            np.testing.assert_array_equal(np.asarray(ranks[0]["columns"][name]), np.asarray(column),
-                                          err_msg=f"column '{name}'")
+    assert_same_outcome(ranks[0], reference, skipped_columns=(WRITER_RANK,))
 
 
 def assert_rows_from_the_lowest_rank(ranks: list[dict[str, Any]]) -> None:
