@@ -26,12 +26,20 @@ log = logging.getLogger(__name__)
 class Selection:
     """The frames labeled at one loop: absolute ``indices`` ``(k,)`` in pick order (best first), their
     ``scores`` ``(k,)`` (the strategy's ``score`` column; zeros for strategies without one) and ``costs``
-    ``(k,)`` under the loop's budget (1 per frame, or box equivalents)."""
+    ``(k,)`` under the loop's budget (1 per frame, or box equivalents).
+
+    ``budget_left`` is the budget not spent, in the budget's unit; ``spread_relaxations`` how often the spreading
+    rules were relaxed to spend it (:class:`~alcv.strategies.Picker`); ``shortfall`` says why budget was left
+    although more frames could have been bought with it (None when the budget was spent: no unlabeled frame left
+    costs less than what is left)."""
 
     loop: int
     indices: np.ndarray
     scores: np.ndarray
     costs: np.ndarray
+    budget_left: float = 0.0
+    spread_relaxations: int = 0
+    shortfall: str | None = None
 
 
 def _unscored(column: np.ndarray) -> np.ndarray:
@@ -70,11 +78,28 @@ def choose_frames(pool: LabelPool, strategy: Strategy, rules: SelectionRules, lo
     stats = PoolStats(candidates, candidate_columns, labeled, labeled_columns, labeled_class_counts)
     positions = np.asarray(strategy.select(stats, picker, derive_seed(seed, SELECTION, loop)), dtype=np.int64)
     chosen = candidates[positions]
-    if chosen.size == 0 and candidates.size:
-        log.warning("loop %d: a budget of %g %s fits no frame (the cheapest candidate costs %g); nothing is labeled",
-                    loop, rules.budget, rules.unit, float(costs.min()))
+    shortfall = budget_shortfall(strategy.name, picker, positions)
+    if shortfall is not None:
+        log.warning("loop %d: %g of the budget of %g %s is not spent: %s", loop, picker.remaining, rules.budget,
+                    rules.unit, shortfall)
     scores = candidate_columns["score"][positions] if "score" in candidate_columns else np.zeros(chosen.size)
-    return Selection(loop, chosen, scores, costs[positions])
+    return Selection(loop, chosen, scores, costs[positions], picker.remaining, picker.relaxations, shortfall)
+
+
+def budget_shortfall(strategy_name: str, picker: Picker, positions: np.ndarray) -> str | None:
+    """Why ``picker``'s budget is left unspent after it took ``positions``, or None when it is spent (no candidate
+    that was not taken costs less than what is left)."""
+    left = np.ones(picker.costs.size, dtype=bool)
+    left[positions] = False
+    if not left.any():
+        return None if picker.remaining <= 1e-9 else "every unlabeled frame is labeled"
+    affordable = int((left & (picker.costs <= picker.remaining + 1e-9)).sum())
+    if not affordable:
+        return None if positions.size else (f"it fits no frame (the cheapest costs {picker.cheapest:g} "
+                                            f"{picker.rules.unit}); nothing is labeled")
+    if picker.rules.spreads and picker.rules.strict_spread:
+        return f"the strict spreading rules (loop.spread) refuse the {affordable} frames that fit"
+    return f"strategy '{strategy_name}' offered none of the {affordable} unlabeled frames that fit"
 
 
 def acquire(pool: LabelPool, strategy: Strategy, rules: SelectionRules, loop: int, seed: int,

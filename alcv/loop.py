@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 
 STUDY_TYPES = ("active_learning", "subset")
+#: the loop settings that shape each acquisition; recorded per loop, so that a report tells variants apart
+SELECTION_SETTINGS = ("query_size", "budget_unit", "cost", "spread")
 
 
 def initial_size(loop_cfg: DictConfig, pool_size: int) -> int:
@@ -70,7 +72,7 @@ def selection_rules(loop_cfg: DictConfig) -> SelectionRules:
     return SelectionRules(budget=float(loop_cfg.query_size), unit=loop_cfg.get("budget_unit", "frames"),
                           frame_cost=float(cost.get("frame", 1.0)), box_cost=float(cost.get("box", 1.0)),
                           box_min_score=float(cost.get("min_score", 0.3)), max_per_drive=spread.get("max_per_drive"),
-                          min_gap_seconds=spread.get("min_gap_seconds"))
+                          min_gap_seconds=spread.get("min_gap_seconds"), strict_spread=spread.get("strict", False))
 
 
 def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
@@ -361,8 +363,10 @@ def record_loop(state: RunState, loop: int, n_labeled: int, n_boxes: int, traine
     return LoopRecord(
         experiment=cfg.experiment_name, study_type=cfg.loop.get("study_type", "active_learning"),
         dataset=state.datamodule.name, strategy=state.strategy.name,
-        strategy_config=OmegaConf.to_container(cfg.strategy, resolve=True), seed=state.seed,
-        loop=loop, num_loops=state.num_loops, n_labeled_frames=n_labeled, n_labeled_boxes=n_boxes,
+        strategy_config=OmegaConf.to_container(cfg.strategy, resolve=True),
+        selection_config={key: value for key, value in OmegaConf.to_container(cfg.loop, resolve=True).items()
+                          if key in SELECTION_SETTINGS},
+        seed=state.seed, loop=loop, num_loops=state.num_loops, n_labeled_frames=n_labeled, n_labeled_boxes=n_boxes,
         n_pool_frames=len(state.pool), fraction=n_labeled / len(state.pool),
         target_fraction=cfg.loop.get("initial_fraction"), map=result.map,
         ap_per_class=dict(zip(state.datamodule.class_names, result.ap_per_class.tolist(), strict=True)),
@@ -372,6 +376,9 @@ def record_loop(state: RunState, loop: int, n_labeled: int, n_boxes: int, traine
         extra_metrics={name: extra.as_dict() for name, extra in getattr(model, "extra_test_results", {}).items()},
         n_selected=0 if selection is None else int(selection.indices.size), budget_unit=state.rules.unit,
         selected_cost=0.0 if selection is None else float(selection.costs.sum()),
+        budget_left=0.0 if selection is None else selection.budget_left,
+        spread_relaxations=0 if selection is None else selection.spread_relaxations,
+        budget_shortfall=None if selection is None else selection.shortfall,
         timings={"train": trained.train_seconds, "test": trained.test_seconds,
                  "pool_inference": acquisition.pool_seconds, "selection": acquisition.selection_seconds})
 

@@ -36,7 +36,8 @@ class LoopRecord:
 
     Attributes:
         experiment: ``experiment_name``. study_type: ``active_learning`` or ``subset``. dataset: the data's name.
-        strategy: the strategy's name; strategy_config: its resolved config.
+        strategy: the strategy's name; strategy_config: its resolved config; selection_config: the loop settings
+            that shape each acquisition (``query_size``, ``budget_unit``, ``cost``, ``spread``; those it has).
         seed: the run's seed. loop: 0-based loop number, of ``num_loops``.
         n_labeled_frames, n_labeled_boxes: what the model of this loop was trained on (ground-truth boxes).
         n_pool_frames: the pool's size; fraction: ``n_labeled_frames / n_pool_frames``; target_fraction:
@@ -46,7 +47,9 @@ class LoopRecord:
         val_map: the last validation mAP (NaN when there is no val split).
         extra_metrics: further test metrics of the model, ``{name: {"map": ..., "ap/<class>": ...}}``.
         n_selected: frames selected for the next loop; budget_unit: ``frames`` or ``boxes``; selected_cost: their
-            cost in that unit.
+            cost in that unit; budget_left: the budget not spent; spread_relaxations: how often the spreading
+            rules were relaxed to spend it; budget_shortfall: why budget is left although a frame left would fit
+            it (None when the budget was spent).
         timings: seconds of ``train``, ``test``, ``pool_inference`` and ``selection``.
     """
 
@@ -55,6 +58,7 @@ class LoopRecord:
     dataset: str
     strategy: str
     strategy_config: dict[str, Any] | None = None
+    selection_config: dict[str, Any] | None = None
     seed: int
     loop: int
     num_loops: int | None = None
@@ -71,6 +75,9 @@ class LoopRecord:
     n_selected: int = 0
     budget_unit: str = "frames"
     selected_cost: float = 0.0
+    budget_left: float = 0.0
+    spread_relaxations: int = 0
+    budget_shortfall: str | None = None
     timings: dict[str, float]
 
 

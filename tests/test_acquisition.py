@@ -344,9 +344,9 @@ def spread_picker(rules: SelectionRules, pool: PoolStats) -> Picker:
 def test_max_per_drive_one_takes_the_best_frame_of_each_drive() -> None:
     drives = [0, 0, 1, 0, 1, 2, 2]
     pool = scored_pool([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], **spread_columns(drives, range(7)))
-    rules = SelectionRules(budget=10, max_per_drive=1)
+    rules = SelectionRules(budget=10, max_per_drive=1, strict_spread=True)
     assert pick(UncertaintyStrategy(), pool, spread_picker(rules, pool)) == [0, 2, 5]
-    rules = SelectionRules(budget=10, max_per_drive=2)
+    rules = SelectionRules(budget=10, max_per_drive=2, strict_spread=True)
     assert pick(UncertaintyStrategy(), pool, spread_picker(rules, pool)) == [0, 1, 2, 4, 5, 6]
     rules = SelectionRules(budget=2, max_per_drive=1)
     assert pick(UncertaintyStrategy(), pool, spread_picker(rules, pool)) == [0, 2]
@@ -357,7 +357,7 @@ def test_min_gap_keeps_picks_of_one_drive_apart_in_time() -> None:
     drives = [0, 0, 0, 0, 0, 0, 1, 1]
     times = [0.0, 1.0, 1.9, 5.0, 3.5, 2.5, 0.5, 1.5]
     pool = scored_pool(np.linspace(1.0, 0.3, 8), **spread_columns(drives, times))
-    rules = SelectionRules(budget=10, min_gap_seconds=2.0)
+    rules = SelectionRules(budget=10, min_gap_seconds=2.0, strict_spread=True)
     # 0 s taken; 1 and 1.9 s too close to it; 5 s taken; 3.5 s is 1.5 s before 5; 2.5 s is 2.5 and 2.5 s from
     # both neighbours: taken; the other drive is independent: 0.5 s taken, 1.5 s too close
     assert pick(UncertaintyStrategy(), pool, spread_picker(rules, pool)) == [0, 3, 5, 6]
@@ -365,16 +365,63 @@ def test_min_gap_keeps_picks_of_one_drive_apart_in_time() -> None:
 
 def test_picks_exactly_min_gap_apart_are_allowed() -> None:
     pool = scored_pool([0.9, 0.8, 0.7], **spread_columns([4, 4, 4], [10.0, 12.0, 11.0]))
-    assert pick(UncertaintyStrategy(), pool, spread_picker(SelectionRules(budget=3, min_gap_seconds=2.0), pool)) \
-        == [0, 1]
+    rules = SelectionRules(budget=3, min_gap_seconds=2.0, strict_spread=True)
+    assert pick(UncertaintyStrategy(), pool, spread_picker(rules, pool)) == [0, 1]
+
+
+def test_spreading_relaxes_its_caps_round_by_round_to_spend_the_budget() -> None:
+    # 3 drives of 8 frames, ranked drive 0 first; one per drive allows 3 picks, the budget asks for 10
+    drives = np.repeat([0, 1, 2], 8)
+    pool = scored_pool(np.linspace(1.0, 0.1, 24), **spread_columns(drives, np.tile(np.arange(8.0), 3)))
+    picker = spread_picker(SelectionRules(budget=10, max_per_drive=1), pool)
+    chosen = pick(UncertaintyStrategy(), pool, picker)
+    # one per drive, then two per drive, then four per drive: the best of each drive at every step
+    assert chosen == [0, 8, 16, 1, 9, 17, 2, 3, 10, 11]
+    assert picker.relaxations == 2 and picker.spent == 10
+    # the gap halves: 4 s keeps 0 and 4 of each drive, 2 s adds 2 and 6 of drive 0 first
+    picker = spread_picker(SelectionRules(budget=8, min_gap_seconds=4.0), pool)
+    assert pick(UncertaintyStrategy(), pool, picker) == [0, 4, 8, 12, 16, 20, 2, 6]
+    assert picker.relaxations == 1
+
+
+def test_spreading_with_more_budget_than_the_caps_allow_labels_exactly_the_budget() -> None:
+    rng = np.random.default_rng(7)
+    drives, times = rng.integers(0, 4, 40), rng.uniform(0, 30, 40).round(1)
+    scores = rng.random(40)
+    for rules in (SelectionRules(budget=30, max_per_drive=2), SelectionRules(budget=30, min_gap_seconds=10.0),
+                  SelectionRules(budget=40, max_per_drive=1, min_gap_seconds=5.0)):
+        for strategy in (UncertaintyStrategy(), RandomStrategy()):
+            pool = scored_pool(scores, **spread_columns(drives, times))
+            chosen = pick(strategy, pool, spread_picker(rules, pool))
+            assert len(chosen) == rules.budget and len(set(chosen)) == len(chosen)
+        embeddings = rng.normal(size=(40, 3))
+        picker = spread_picker(rules, PoolStats(np.arange(40), spread_columns(drives, times)))
+        assert len(k_centre_greedy(embeddings, embeddings[:0], picker, tie_break_keys(np.arange(40), 0))) == \
+            rules.budget
+
+
+def test_strict_spreading_leaves_the_budget_unspent_and_says_why() -> None:
+    from alcv.acquisition import budget_shortfall
+
+    pool = scored_pool([0.9, 0.8, 0.7, 0.6], **spread_columns([0, 0, 1, 1], [0, 1, 0, 1]))
+    picker = spread_picker(SelectionRules(budget=4, max_per_drive=1, strict_spread=True), pool)
+    positions = UncertaintyStrategy().select(pool, picker, 0)
+    assert positions.tolist() == [0, 2] and picker.remaining == 2
+    assert budget_shortfall("least_confidence", picker, positions) == \
+        "the strict spreading rules (loop.spread) refuse the 2 frames that fit"
+    relaxed = spread_picker(SelectionRules(budget=4, max_per_drive=1), pool)
+    assert budget_shortfall("least_confidence", relaxed, UncertaintyStrategy().select(pool, relaxed, 0)) is None
 
 
 def test_spreading_and_box_budget_together() -> None:
-    rules = SelectionRules(budget=6, unit="boxes", max_per_drive=1)
+    rules = SelectionRules(budget=6, unit="boxes", max_per_drive=1, strict_spread=True)
     pool = scored_pool([0.9, 0.8, 0.7, 0.6], **spread_columns([0, 0, 1, 2], [0, 9, 0, 0]))
     picker = Picker(rules, rules.costs(np.array([1, 0, 4, 2])), pool.column("drive_id"), pool.column("timestamp"))
     # 0 (cost 2, 4 left); 1 same drive; 2 costs 5: too much; 3 (cost 3, 1 left)
     assert pick(UncertaintyStrategy(), pool, picker) == [0, 3]
+    relaxed = SelectionRules(budget=6, unit="boxes", max_per_drive=1)
+    picker = Picker(relaxed, rules.costs(np.array([1, 0, 4, 2])), pool.column("drive_id"), pool.column("timestamp"))
+    assert pick(UncertaintyStrategy(), pool, picker) == [0, 3, 1]  # then 1 (cost 1) fills the budget
 
 
 def test_spreading_applies_to_random_selection() -> None:
@@ -383,10 +430,11 @@ def test_spreading_applies_to_random_selection() -> None:
     times = rng.uniform(0, 20, 60).round(1)
     pool = PoolStats(np.arange(60) * 3, spread_columns(drives, times))
     for seed in range(10):
-        chosen = RandomStrategy().select(pool, spread_picker(SelectionRules(budget=60, max_per_drive=1), pool), seed)
+        rules = SelectionRules(budget=60, max_per_drive=1, strict_spread=True)
+        chosen = RandomStrategy().select(pool, spread_picker(rules, pool), seed)
         assert sorted(drives[chosen].tolist()) == [0, 1, 2, 3, 4]
-        chosen = RandomStrategy().select(pool, spread_picker(SelectionRules(budget=60, min_gap_seconds=2.0), pool),
-                                         seed)
+        rules = SelectionRules(budget=60, min_gap_seconds=2.0, strict_spread=True)
+        chosen = RandomStrategy().select(pool, spread_picker(rules, pool), seed)
         for drive in range(5):
             picked = np.sort(times[chosen][drives[chosen] == drive])
             assert (np.diff(picked) >= 2.0).all()
@@ -407,6 +455,7 @@ def test_spreading_needs_drive_and_time() -> None:
         ({"max_per_drive": 0}, "loop.spread.max_per_drive"),
         ({"min_gap_seconds": -1.0}, "loop.spread.min_gap_seconds"),
         ({"box_min_score": 1.5}, "loop.cost.box_min_score"),
+        ({"strict_spread": "yes"}, "loop.spread.strict"),
     ],
 )
 def test_bad_rules_name_the_setting(kwargs: dict[str, object], setting: str) -> None:
@@ -504,10 +553,10 @@ def test_selection_ignores_the_order_and_batching_of_pool_inference(pool_seed: i
 @settings(max_examples=50, deadline=None)
 @given(pool_seed=st.integers(0, 2**32 - 1), size=st.integers(1, 25), budget=st.integers(0, 20),
        seed=st.integers(0, 2**32 - 1), max_per_drive=st.sampled_from([None, 1, 2]),
-       min_gap=st.sampled_from([None, 0.0, 1.0, 2.5]), boxes=st.booleans())
+       min_gap=st.sampled_from([None, 0.0, 1.0, 2.5]), boxes=st.booleans(), strict=st.booleans())
 def test_every_strategy_respects_budget_and_spreading_and_fills_what_it_can(
         pool_seed: int, size: int, budget: int, seed: int, max_per_drive: int | None, min_gap: float | None,
-        boxes: bool) -> None:
+        boxes: bool, strict: bool) -> None:
     rng = np.random.default_rng(pool_seed)
     frames = random_pool(rng, size)
     candidates = np.array(sorted(frame.index for frame in frames), dtype=np.int64)
@@ -517,7 +566,7 @@ def test_every_strategy_respects_budget_and_spreading_and_fills_what_it_can(
     times = rng.integers(0, 12, size) * 0.5
     predicted = rng.integers(0, 5, size)
     rules = SelectionRules(budget=budget, unit="boxes" if boxes else "frames", max_per_drive=max_per_drive,
-                           min_gap_seconds=min_gap)
+                           min_gap_seconds=min_gap, strict_spread=strict)
     costs = rules.costs(predicted)
 
     for strategy in pool_strategies():
@@ -529,19 +578,21 @@ def test_every_strategy_respects_budget_and_spreading_and_fills_what_it_can(
         assert len(taken) == len(chosen) and taken <= set(range(size)), strategy.name
         assert costs[chosen].sum() <= budget + 1e-9, strategy.name
         assert picker.spent == pytest.approx(costs[chosen].sum())
+        # the rules every pick kept: those of the last relaxation step, unless they were dropped
+        scale = 2 ** picker.relaxations if picker.spreading else math.inf
 
-        def conflicts(position: int, picks: np.ndarray) -> bool:
+        def conflicts(position: int, picks: np.ndarray, scale: float = scale) -> bool:
             same = picks[drives[picks] == drives[position]]
-            if max_per_drive is not None and same.size >= max_per_drive:
+            if max_per_drive is not None and same.size >= max_per_drive * scale:
                 return True
-            return min_gap is not None and bool((np.abs(times[same] - times[position]) < min_gap).any())
+            return min_gap is not None and bool((np.abs(times[same] - times[position]) < min_gap / scale).any())
 
         for number, position in enumerate(chosen.tolist()):
             assert not conflicts(position, chosen[:number]), strategy.name
         if not isinstance(strategy, HybridStrategy):  # the hybrid offers only the survivors of its pre-filter
             remaining = budget - costs[chosen].sum()
             for position in set(range(size)) - taken:  # whatever was left out could not have been taken
-                assert costs[position] > remaining + 1e-9 or conflicts(position, chosen), strategy.name
+                assert costs[position] > remaining + 1e-9 or (strict and conflicts(position, chosen)), strategy.name
 
 
 @settings(max_examples=50, deadline=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from collections.abc import Callable
@@ -209,15 +210,27 @@ def test_a_budget_in_boxes_spends_at_most_the_budget_and_logs_true_boxes(compose
     assert second["n_labeled_boxes"] == sum(dataset.num_boxes(i) for i in labeled)
 
 
-def test_spreading_caps_the_picks_per_drive_for_random_too(compose_cfg: Compose) -> None:
-    cfg = compose_cfg(*TINY, "logger=none", "strategy=random", "loop.spread.max_per_drive=1", "loop.query_size=4")
-    run(cfg)
+def test_spreading_with_more_budget_than_the_caps_allow_labels_exactly_the_budget(
+        compose_cfg: Compose, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     from hydra.utils import instantiate
 
+    cfg = compose_cfg(*TINY, "logger=none", "strategy=random", "loop.spread.max_per_drive=1", "loop.query_size=12")
     world = instantiate(cfg.data.dataset).world
+    first, _ = run(cfg)
     picked = list(read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE))[1]["indices"]
     drives = [world.drive_of(i)[0] for i in picked]
-    assert len(picked) == 4 and len(set(drives)) == 4
+    pool_drives = len(set(drives))
+    assert pool_drives < 12 and len(picked) == 12 and first["n_selected"] == 12
+    assert first["spread_relaxations"] >= 1 and first["budget_left"] == 0 and first["budget_shortfall"] is None
+    assert len(set(drives[:pool_drives])) == pool_drives  # the caps held as long as they could: one per drive first
+
+    strict = compose_cfg(*TINY, "logger=none", "strategy=random", "loop.spread.max_per_drive=1",
+                         "loop.query_size=12", "loop.spread.strict=true", output_dir=tmp_path / "strict")
+    with caplog.at_level(logging.WARNING, logger="alcv.acquisition"):
+        first, _ = run(strict)
+    assert first["n_selected"] == pool_drives and first["budget_left"] == 12 - pool_drives
+    assert "strict spreading rules" in first["budget_shortfall"]
+    assert f"{12 - pool_drives:g} of the budget of 12 frames is not spent" in caplog.text
 
 
 @pytest.mark.parametrize("strategy", ["least_confidence", "bald", "coreset", "committee"])

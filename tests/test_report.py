@@ -254,6 +254,27 @@ def test_variants_of_one_strategy_get_their_own_curves(tmp_path: Path) -> None:
     assert (curves["seeds"] == 1).all()
 
 
+def test_loop_selection_settings_make_variants_but_subset_runs_do_not(tmp_path: Path) -> None:
+    spreads = {"plain": None, "spread": 2}
+    for name, max_per_drive in spreads.items():
+        for strategy in ("random", "least_confidence"):
+            folder = write_run(tmp_path / name / strategy, strategy, 0, FRAMES, [0.3, 0.4, 0.5, 0.6])
+            lines = [json.loads(line) for line in (folder / RESULTS_FILE).read_text().splitlines()]
+            for line in lines:
+                line["selection_config"] = {"query_size": 100, "spread": {"max_per_drive": max_per_drive}}
+            (folder / RESULTS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_run(tmp_path / "full", "random", 0, [POOL], [0.8], study_type="subset")  # no selection settings
+    study = load_study([tmp_path])
+    assert sorted(learning_curves(study)["strategy"].unique()) == [
+        "least_confidence (loop.spread.max_per_drive=2)", "least_confidence (loop.spread.max_per_drive=None)",
+        "random (loop.spread.max_per_drive=2)", "random (loop.spread.max_per_drive=None)"]
+    assert study.subsets["strategy"].unique().tolist() == ["random"]
+    assert labels_to_reach(study, (0.5,))["frames_vs_random"].isna().all()  # no curve is labeled 'random'
+    assert any("no active-learning runs labeled 'random'" in note for note in study.notes)
+    table = labels_to_reach(study, (0.5,), baseline="random (loop.spread.max_per_drive=None)")
+    assert table["frames"].tolist() == [200] * 4 and table["frames_vs_random"].tolist() == [1.0] * 4
+
+
 def test_areas_against_boxes_use_the_range_every_strategy_covers(tmp_path: Path) -> None:
     write_run(tmp_path / "a", "random", 0, [100, 200], [0.2, 0.4], boxes_per_frame=20)  # boxes 2000, 4000
     write_run(tmp_path / "b", "least_confidence", 0, [100, 200], [0.2, 0.6], boxes_per_frame=10)  # 1000, 2000

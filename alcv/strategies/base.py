@@ -58,9 +58,11 @@ class Strategy(Protocol):
 
 
 def select_by_score(pool: PoolStats, picker: Picker, scores: np.ndarray, seed: int) -> np.ndarray:
-    """Offer the candidates to ``picker`` from the highest score down (seeded tie-breaking); returns
-    the taken positions into ``pool.candidates``, in pick order."""
-    return np.asarray(picker.take_in_order(ranked_positions(pool.candidates, scores, seed)), dtype=np.int64)
+    """Offer the candidates to ``picker`` from the highest score down (seeded tie-breaking, and again from the
+    top each time the picker relaxes its spreading); returns the taken positions into ``pool.candidates``, in
+    pick order."""
+    return np.asarray(picker.take_in_order(lambda: ranked_positions(pool.candidates, scores, seed)),
+                      dtype=np.int64)
 
 
 @dataclass(frozen=True)

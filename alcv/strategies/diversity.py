@@ -62,8 +62,8 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
     Args:
         embeddings: ``(N, D)`` candidate embeddings.
         centres: ``(L, D)`` embeddings of the labeled frames.
-        picker: enforces the budget and spreading; candidates it refuses are never offered again (a
-            refusal cannot become an acceptance as picks are added).
+        picker: enforces the budget and spreading; candidates it refuses are offered again only after it
+            relaxes its spreading (a refusal cannot become an acceptance as picks are added).
         keys: ``(N,)`` tie-break keys (the smallest wins among equally far candidates: within
             :data:`TIE_TOLERANCE` of the farthest, relatively, which absorbs the rounding of the matrix
             products).
@@ -75,9 +75,13 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
     positions = np.arange(len(embeddings)) if positions is None else positions
     distances = nearest_distances(embeddings, centres)
     rows = max(1, BLOCK_ELEMENTS // max(embeddings.shape[1], 1))
-    open_rows = np.ones(len(embeddings), dtype=bool)
+    open_rows, picked_rows = np.ones(len(embeddings), dtype=bool), np.zeros(len(embeddings), dtype=bool)
     taken: list[int] = []
-    while open_rows.any() and not picker.full:
+    while not picker.full:
+        if not open_rows.any():
+            if not picker.relax():
+                break
+            open_rows = ~picked_rows
         farthest = np.where(open_rows, distances, -np.inf)
         reach = farthest.max()
         best = np.flatnonzero(farthest >= reach - TIE_TOLERANCE * abs(reach)) if np.isfinite(reach) else \
@@ -87,6 +91,7 @@ def k_centre_greedy(embeddings: np.ndarray, centres: np.ndarray, picker: Picker,
         if not picker.offer(int(positions[row])):
             continue
         taken.append(int(positions[row]))
+        picked_rows[row] = True
         centre = embeddings[row].astype(np.float64)
         # exact differences, not matrix products, so that copies of the pick are at distance 0 wherever they are
         for start in range(0, len(embeddings), rows):

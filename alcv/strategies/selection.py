@@ -4,18 +4,27 @@ A loop's acquisition takes candidates one at a time (in a strategy's rank order,
 greedy strategies such as k-centre) and a :class:`Picker` accepts or skips each under the loop's
 :class:`SelectionRules`: a budget counted in frames or in boxes, and optionally at most ``max_per_drive``
 picks per drive and no two picks of one drive within ``min_gap_seconds``.
+
+Spreading is a preference, not a limit on the budget: when the candidates run out under the spreading rules
+while budget is left, the picker relaxes them (twice the picks per drive, half the gap, at most
+:data:`SPREAD_RELAXATIONS` times, then no spreading at all) and the strategy offers the candidates again, so
+the budget is spent. ``SelectionRules(strict_spread=True)`` keeps them as hard limits instead.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 BUDGET_UNITS = ("frames", "boxes")
+
+#: how often a :class:`Picker` relaxes the spreading rules (each time doubling ``max_per_drive`` and halving
+#: ``min_gap_seconds``) before it drops them, when they leave budget unspent
+SPREAD_RELAXATIONS = 3
 
 
 def _splitmix64(values: np.ndarray) -> np.ndarray:
@@ -112,6 +121,8 @@ class SelectionRules:
         box_min_score: predicted boxes scored at least this count towards a frame's cost.
         max_per_drive: at most this many picks per drive in one acquisition (None: no limit).
         min_gap_seconds: no two picks of one drive closer in time than this (None: no limit).
+        strict_spread: keep the spreading rules even when they leave budget unspent (default: relax them,
+            see the module's docstring).
     """
 
     budget: float
@@ -121,6 +132,7 @@ class SelectionRules:
     box_min_score: float = 0.3
     max_per_drive: int | None = None
     min_gap_seconds: float | None = None
+    strict_spread: bool = False
 
     def __post_init__(self) -> None:
         if self.unit not in BUDGET_UNITS:
@@ -137,6 +149,8 @@ class SelectionRules:
         if self.min_gap_seconds is not None and not 0 <= self.min_gap_seconds < math.inf:
             raise ValueError(f"loop.spread.min_gap_seconds must be a finite number >= 0 or null, got "
                              f"{self.min_gap_seconds}")
+        if not isinstance(self.strict_spread, bool):
+            raise ValueError(f"loop.spread.strict must be true or false, got {self.strict_spread!r}")
 
     @property
     def counts_boxes(self) -> bool:
@@ -156,6 +170,10 @@ class SelectionRules:
 class Picker:
     """Accepts candidates (by position) one at a time while the budget and the spreading rules allow.
 
+    A strategy offers its candidates through :meth:`offer` or :meth:`take_in_order`; one that offers them
+    itself (a greedy one) must, when its candidates run out before the picker is :attr:`full`, call
+    :meth:`relax` and, if that returns True, offer the candidates it was refused again.
+
     Args:
         rules: the loop's :class:`SelectionRules`.
         costs: ``(N,)`` cost of each candidate (ones for a frame budget).
@@ -174,6 +192,8 @@ class Picker:
         self.remaining = float(rules.budget)
         self.cheapest = float(self.costs.min()) if self.costs.size else np.inf
         self.positions: list[int] = []
+        #: how often the spreading rules were relaxed; above :data:`SPREAD_RELAXATIONS` they are dropped
+        self.relaxations = 0
         self._taken: set[int] = set()
         self._drive_times: dict[int, list[float]] = {}
 
@@ -186,20 +206,34 @@ class Picker:
     def spent(self) -> float:
         return float(self.rules.budget - self.remaining)
 
+    @property
+    def spreading(self) -> bool:
+        """Whether spreading rules still apply (they are set and not yet dropped by :meth:`relax`)."""
+        return self.rules.spreads and self.relaxations <= SPREAD_RELAXATIONS
+
+    def relax(self) -> bool:
+        """Relax the spreading rules one step (see the module's docstring), unless they are strict, absent or
+        already dropped, or the picker is :attr:`full`; returns whether they were relaxed."""
+        if self.full or not self.spreading or self.rules.strict_spread:
+            return False
+        self.relaxations += 1
+        return True
+
     def admissible(self, position: int) -> bool:
         """Whether candidate ``position`` could be taken now (fits the budget, keeps the spreading)."""
         if position in self._taken or self.costs[position] > self.remaining + 1e-9:
             return False
-        if not self.rules.spreads:
+        if not self.spreading:
             return True
         times = self._drive_times.get(int(self.drive_id[position]), [])  # type: ignore[index]
-        if self.rules.max_per_drive is not None and len(times) >= self.rules.max_per_drive:
+        scale = 2 ** self.relaxations
+        if self.rules.max_per_drive is not None and len(times) >= self.rules.max_per_drive * scale:
             return False
         if self.rules.min_gap_seconds is not None and times:
             time = float(self.timestamp[position])  # type: ignore[index]
             slot = bisect.bisect_left(times, time)
             nearest = min(abs(times[i] - time) for i in (slot - 1, slot) if 0 <= i < len(times))
-            if nearest < self.rules.min_gap_seconds:
+            if nearest < self.rules.min_gap_seconds / scale:
                 return False
         return True
 
@@ -215,18 +249,25 @@ class Picker:
                           float(self.timestamp[position]))  # type: ignore[index]
         return True
 
-    def take_in_order(self, chunks: Iterator[np.ndarray]) -> list[int]:
-        """Offer positions chunk by chunk in the given (rank) order until full; returns the taken ones."""
-        for chunk in chunks:
-            if not self.rules.spreads and not self.rules.counts_boxes:  # a frame budget: the first ones fit
-                fresh = chunk[~np.isin(chunk, list(self._taken))] if self._taken else chunk
-                for position in fresh[:int(self.remaining + 1e-9)]:
-                    self.offer(int(position))
-            else:
-                for position in chunk:
-                    self.offer(int(position))
-                    if self.full:
-                        break
-            if self.full:
-                break
-        return self.positions
+    def take_in_order(self, order: Callable[[], Iterator[np.ndarray]]) -> list[int]:
+        """Offer positions chunk by chunk in rank order until full, going through the order again after each
+        :meth:`relax` while budget is left; returns the taken positions.
+
+        Args:
+            order: makes a fresh iterator of position chunks in rank order (e.g. :func:`ranked_positions`).
+        """
+        while True:
+            for chunk in order():
+                if not self.spreading and not self.rules.counts_boxes:  # a frame budget: the first ones fit
+                    fresh = chunk[~np.isin(chunk, list(self._taken))] if self._taken else chunk
+                    for position in fresh[:int(self.remaining + 1e-9)]:
+                        self.offer(int(position))
+                else:
+                    for position in chunk:
+                        self.offer(int(position))
+                        if self.full:
+                            break
+                if self.full:
+                    break
+            if not self.relax():
+                return self.positions

@@ -88,23 +88,41 @@ def find_results_files(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(set(found))
 
 
+def _variant_settings(record: dict) -> dict[str, str]:
+    """The settings that make a run a variant of its strategy, as JSON text by name: the strategy's config (by
+    key) and the loop's selection settings (``loop.<key>``, nested keys joined with dots)."""
+    settings = {key: json.dumps(value) for key, value in (record.get("strategy_config") or {}).items()
+                if key != "_target_"}
+
+    def flatten(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                flatten(f"{prefix}.{key}", inner)
+        else:
+            settings[prefix] = json.dumps(value)
+
+    for key, value in (record.get("selection_config") or {}).items():
+        flatten(f"loop.{key}", value)
+    return settings
+
+
 def _strategy_labels(records: list[dict]) -> list[str]:
-    """A label per record: the strategy's name, plus the settings in which runs of that name differ (e.g.
-    ``least_confidence (aggregation=mean)``), so that variants of one strategy get curves of their own."""
-    settings = [{k: json.dumps(v) for k, v in (r.get("strategy_config") or {}).items() if k != "_target_"}
-                for r in records]
-    values: dict[tuple[str, str], set[str | None]] = {}
-    for record, setting in zip(records, settings, strict=True):
+    """A label per record: the strategy's name, plus the settings in which runs of that name and study type
+    differ (e.g. ``least_confidence (aggregation=mean)``, ``random (loop.spread.max_per_drive=2)``), so that
+    variants of one strategy get curves of their own."""
+    settings = [_variant_settings(record) for record in records]
+    kinds = [(record.get("study_type", "active_learning"), record["strategy"]) for record in records]
+    values: dict[tuple[tuple[str, str], str], set[str | None]] = {}
+    for kind, setting in zip(kinds, settings, strict=True):
         for key in setting:
-            values.setdefault((record["strategy"], key), set())
-    for record, setting in zip(records, settings, strict=True):
-        for (strategy, key), seen in values.items():
-            if strategy == record["strategy"]:
+            values.setdefault((kind, key), set())
+    for kind, setting in zip(kinds, settings, strict=True):
+        for (other, key), seen in values.items():
+            if other == kind:
                 seen.add(setting.get(key))
     labels = []
-    for record, setting in zip(records, settings, strict=True):
-        differing = sorted(key for (strategy, key), seen in values.items()
-                           if strategy == record["strategy"] and len(seen) > 1)
+    for record, kind, setting in zip(records, kinds, settings, strict=True):
+        differing = sorted(key for (other, key), seen in values.items() if other == kind and len(seen) > 1)
         extra = ", ".join(f"{key}={json.loads(setting[key]) if key in setting else None}" for key in differing)
         labels.append(f"{record['strategy']} ({extra})" if extra else record["strategy"])
     return labels
@@ -282,9 +300,11 @@ def _reference_map(study: Study, strategy: str, full: pd.Series) -> float:
     return float(matched.mean()) if matched.size else float("nan")
 
 
-def labels_to_reach(study: Study, levels: Sequence[float] = DEFAULT_LEVELS) -> pd.DataFrame:
+def labels_to_reach(study: Study, levels: Sequence[float] = DEFAULT_LEVELS, baseline: str = RANDOM) -> pd.DataFrame:
     """Per (strategy, level): the labeled frames and boxes at which the strategy's mean learning curve
-    first reaches ``level`` x the full-data mAP, and their ratios to random's (NaN where never reached).
+    first reaches ``level`` x the full-data mAP, and their ratios to the ``baseline`` strategy's (a label of
+    :attr:`Study.records`, e.g. ``random (loop.spread.max_per_drive=None)`` when random ran in variants; NaN where
+    either never reaches it, or all NaN with a note when no curve has that label).
 
     The reference is the mean full-data mAP (:func:`full_data_map`) of the strategy's own seeds; the first
     loop whose mean mAP is >= ``level`` x reference counts (no interpolation between loops).
@@ -309,10 +329,13 @@ def labels_to_reach(study: Study, levels: Sequence[float] = DEFAULT_LEVELS) -> p
                          "frames": np.nan if first is None else first["frames"],
                          "boxes": np.nan if first is None else first["boxes"]})
     table = pd.DataFrame(rows)
-    baseline = table[table["strategy"] == RANDOM].set_index("level")
+    reference_rows = table[table["strategy"] == baseline].set_index("level")
+    if reference_rows.empty:
+        study.note(f"no active-learning runs labeled '{baseline}' to compare with: the ratios are empty; choose "
+                   f"the baseline (--baseline) among {sorted(curves['strategy'].unique())}")
     for unit in ("frames", "boxes"):
-        random_labels = table["level"].map(baseline[unit]) if len(baseline) else np.nan
-        table[f"{unit}_vs_random"] = table[unit] / random_labels
+        baseline_labels = table["level"].map(reference_rows[unit]) if len(reference_rows) else np.nan
+        table[f"{unit}_vs_random"] = table[unit] / baseline_labels
     return table
 
 
@@ -460,13 +483,14 @@ def default_strategy(study: Study) -> str | None:
 
 
 def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
-                 levels: Sequence[float] = DEFAULT_LEVELS) -> Report:
-    """Write ``report.md`` with its PNG figures and CSV tables into ``out_dir``; returns what was written."""
+                 levels: Sequence[float] = DEFAULT_LEVELS, baseline: str = RANDOM) -> Report:
+    """Write ``report.md`` with its PNG figures and CSV tables into ``out_dir`` (ratios of labels needed to the
+    ``baseline`` strategy's, see :func:`labels_to_reach`); returns what was written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     strategy = strategy or default_strategy(study)
     tables = {"subset_map": subset_table(study), "subset_class_ap": subset_class_table(study),
-              "learning_curves": learning_curves(study), "labels_to_reach": labels_to_reach(study, levels),
+              "learning_curves": learning_curves(study), "labels_to_reach": labels_to_reach(study, levels, baseline),
               "curve_areas": curve_areas(study)}
     if strategy is not None:
         tables[f"classwise_{strategy}"] = classwise_curves(study, strategy)
@@ -485,12 +509,12 @@ def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
         if not table.empty:
             table.to_csv(out / f"{name}.csv", index=False)
     summary = out / "report.md"
-    summary.write_text(_summary_markdown(study, tables, paths, strategy, levels))
+    summary.write_text(_summary_markdown(study, tables, paths, strategy, levels, baseline))
     return Report(summary, paths, tables)
 
 
 def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: dict[str, Path],
-                      strategy: str | None, levels: Sequence[float]) -> str:
+                      strategy: str | None, levels: Sequence[float], baseline: str) -> str:
     runs = study.records.groupby("study_type")["run"].nunique()
     parts = [f"# Study report: {study.dataset}", "",
              f"{runs.get('subset', 0)} random-subset runs and {runs.get('active_learning', 0)} active-learning "
@@ -514,7 +538,8 @@ def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: di
             parts += ["", "## Labels needed to reach the full-data mAP", "",
                       f"The labeled frames and boxes at the first loop whose mean mAP reaches "
                       f"{', '.join(f'{v:.0%}' for v in levels)} of the mean full-data mAP of the same seeds (— where "
-                      "it never does), and their ratios to random's.", "", markdown_table(labels)]
+                      f"it never does), and their ratios (`*_vs_random`) to those of `{baseline}`.", "",
+                      markdown_table(labels)]
         parts += ["", "Area under each mean learning curve divided by its range (the curve's average mAP), against "
                   "labeled fraction (auc) and against labeled boxes (auc_boxes), over the range that every "
                   "strategy covers:", "",
@@ -552,11 +577,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strategy", help="strategy of the class-wise figure (default: the first non-random)")
     parser.add_argument("--levels", type=float, nargs="+", default=list(DEFAULT_LEVELS),
                         help="fractions of the full-data mAP for the labels-needed table (default: 0.9 0.95 1.0)")
+    parser.add_argument("--baseline", default=RANDOM,
+                        help="the strategy (as labeled in the report) that the labels-needed ratios compare with "
+                             "(default: random)")
     parser.add_argument("--wandb", action="store_true", help="also log the figures and tables to W&B")
     args = parser.parse_args(argv)
     try:
         study = load_study(args.paths)
-        report = write_report(study, args.out or Path(args.paths[0]) / "report", args.strategy, args.levels)
+        report = write_report(study, args.out or Path(args.paths[0]) / "report", args.strategy, args.levels,
+                              args.baseline)
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"alcv-report: error: {error}\n")
     for note in study.notes:
