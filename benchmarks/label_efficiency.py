@@ -1,0 +1,303 @@
+"""Labels needed to reach 95 % of the full-pool mAP, each strategy against random, over seeds (issue 15).
+
+Runs, through the real command line (skipped with ``--skip-runs``; every finished run is kept, and the same
+command run again resumes the runs it had started, since each sweep writes into a fixed folder of ``--study``):
+
+1. the full-pool reference models, one per seed:
+   ``alcv -m experiment=subset_study loop.initial_fraction=1.0 seed=<seeds> hydra.sweep.dir=<study>/full_pool``;
+2. one sweep per arm (a strategy and its settings, :data:`ARMS`) over the seeds, on Hydra's joblib launcher
+   with ``--jobs`` workers of one thread each:
+   ``alcv -m experiment=label_efficiency <arm overrides> seed=<seeds> hydra.sweep.dir=<study>/arms``;
+3. ``alcv-report <study> --out <study>/report --baseline random`` (curves with bands, the report's own
+   labels-needed table).
+
+Then it prints, and writes to ``--out``: the cost per run (minutes of train + test + pool inference + selection,
+as the runs timed themselves), every seed's mAP per loop, and per arm the frames and boxes needed to reach 90 %
+and 95 % of the full-pool mAP, their ratio to random's with a bootstrap 95 % interval over seeds, the area under
+the learning curve and the AP per class at the last loop. It ends with one line::
+
+    best: <arm> | seeds: <n> | frames to 95 %: <ratio> [<low>, <high>] | boxes to 95 %: <ratio> [<low>, <high>]
+
+**How labels-to-reach is measured.** The target is the level times the mean full-pool mAP of the seeds used;
+the mean learning curve (over the same seeds) is interpolated linearly between the last loop below the target
+and the first at or above it (``none`` where the curve never reaches it). The ratio is the strategy's labels
+over random's. The interval resamples the seeds with replacement (the same seeds for the strategy, random and
+the reference: a paired bootstrap), recomputes the ratio, and takes the 2.5 and 97.5 percentiles of the
+resamples where both curves reach the target; the share of such resamples is printed beside it. The best arm
+is the one with the smallest frames ratio at 95 % (by the mean curves), or, where no arm and random both
+reach it, the largest area under the curve.
+
+Usage::
+
+    # screening on the 1,000-frame world: 50 random frames, then 5 acquisitions of 100 (5 % ... 54 %)
+    python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency_small --seeds 0 1 2 \\
+        --arms random least_confidence --jobs 2 --out benchmarks/results/label_efficiency_small.txt -- \\
+        data=synthetic_lidar_small loop.initial_size=50 loop.query_size=100
+    # the issue's protocol on the default world (experiment=label_efficiency: 100 ... 1,100 of 1,963 frames)
+    python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency --seeds 0 1 2 3 4 \\
+        --arms random least_confidence --jobs 2 --out benchmarks/results/label_efficiency.txt
+
+Overrides after ``--`` go to every run (the full-pool ones take only those of ``data.``). Cost on this
+project's 2 CPU cores, one thread per job: a small-world run of 6 loops takes about 16 minutes, its full-pool
+model about 8; a default-world run about twice that (the cost grows with the labeled frames, since each loop
+trains 20 passes over them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alcv.study.report import Study, load_study
+
+#: name -> the overrides that make the arm (besides the protocol and the seed)
+ARMS: dict[str, tuple[str, ...]] = {
+    "random": ("strategy=random",),
+    "random+spread": ("strategy=random", "loop.spread.max_per_drive=2"),
+    "least_confidence": ("strategy=least_confidence",),
+    "least_confidence+spread": ("strategy=least_confidence", "loop.spread.max_per_drive=2"),
+    **{f"{measure}/{how}": (f"strategy={measure}", f"aggregation={how}")
+       for measure in ("least_confidence", "margin", "entropy") for how in ("mean", "sum", "topk_mean")},
+    "margin": ("strategy=margin",),
+    "entropy": ("strategy=entropy",),
+    "bald": ("strategy=bald",),
+    "committee": ("strategy=committee",),
+    "coreset": ("strategy=coreset",),
+    "hybrid": ("strategy=hybrid",),
+    "class_balance": ("strategy=class_balance",),
+}
+BASELINE = "random"
+LEVELS = (0.9, 0.95)
+#: overrides that are the protocol, not the arm: left out of the run folders' names
+PROTOCOL_KEYS = ("experiment", "hydra/launcher", "hydra.launcher.n_jobs", "trainer.enable_progress_bar")
+
+
+def arm_folder(overrides: Sequence[str], seed: int) -> str:
+    """The run folder's name that Hydra's ``override_dirname`` gives an arm's run: its overrides and the seed,
+    sorted by key, joined by commas."""
+    return ",".join(sorted([*overrides, f"seed={seed}"]))
+
+
+def arms_of(records: pd.DataFrame) -> pd.Series:
+    """Each record's arm: the :data:`ARMS` entry whose overrides name its run folder, else the report's label of
+    its strategy (the name plus the settings in which its runs differ)."""
+    folders = {",".join(sorted(overrides)): arm for arm, overrides in ARMS.items()}
+
+    def arm(row: pd.Series) -> str:
+        key = ",".join(part for part in Path(row["run"]).name.split(",") if not part.startswith("seed="))
+        return folders.get(key, row["strategy"])
+
+    return records.apply(arm, axis=1)
+
+
+def alcv(*arguments: str, command: str = "alcv") -> None:
+    print(f"$ {command} " + " ".join(arguments), flush=True)
+    subprocess.run([str(Path(sys.executable).with_name(command)), *arguments], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+
+def run_study(study: Path, seeds: Sequence[int], arms: Sequence[str], jobs: int, overrides: Sequence[str]) -> None:
+    """The full-pool models and every arm's sweep; runs that finished before are found and kept."""
+    seed_list = ",".join(str(seed) for seed in seeds)
+    launcher = ("hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}") if jobs > 1 else ()
+    excluded = [*PROTOCOL_KEYS, *(override.split("=", 1)[0] for override in overrides)]
+    data_overrides = [override for override in overrides if override.startswith(("data=", "data."))]
+    alcv("-m", "experiment=subset_study", "loop.initial_fraction=1.0", f"seed={seed_list}", "logger=none",
+         "trainer.enable_progress_bar=false", *launcher, *data_overrides, f"hydra.sweep.dir={study}/full_pool")
+    for arm in arms:
+        alcv("-m", "experiment=label_efficiency", *ARMS[arm], f"seed={seed_list}", "trainer.enable_progress_bar=false",
+             *launcher, *overrides, f"hydra.sweep.dir={study}/arms",
+             f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]")
+
+
+def labels_at_level(labels: np.ndarray, maps: np.ndarray, target: float) -> float:
+    """Labels (frames or boxes, ascending) at which the curve ``maps`` first reaches ``target``, interpolated
+    linearly from the loop before; NaN if it never does (or already does at the first loop: then the first)."""
+    reached = np.flatnonzero(maps >= target)
+    if reached.size == 0:
+        return float("nan")
+    first = int(reached[0])
+    if first == 0:
+        return float(labels[0])
+    low, high = maps[first - 1], maps[first]
+    return float(labels[first - 1] + (target - low) / (high - low) * (labels[first] - labels[first - 1]))
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Per arm: ``(seeds, loops)`` arrays of mAP, labeled frames and labeled boxes, and the seeds' order."""
+
+    seeds: np.ndarray
+    maps: dict[str, np.ndarray]
+    frames: dict[str, np.ndarray]
+    boxes: dict[str, np.ndarray]
+    full_map: np.ndarray
+
+    def reach(self, arm: str, unit: str, level: float, rows: np.ndarray) -> float:
+        """Labels in ``unit`` at which the mean curve over seed rows ``rows`` reaches ``level`` x the mean
+        full-pool mAP of those seeds."""
+        labels = (self.frames if unit == "frames" else self.boxes)[arm][rows].mean(axis=0)
+        return labels_at_level(labels, self.maps[arm][rows].mean(axis=0), level * self.full_map[rows].mean())
+
+
+def collect(study: Study) -> Curves:
+    """The complete runs of every arm for the seeds that every arm and the full-pool runs have."""
+    records = study.records.assign(arm=arms_of(study.records))
+    full = study.subsets[study.subsets["target_fraction"] >= 1.0].groupby("seed")["map"].mean()
+    runs = records[records["study_type"] == "active_learning"]
+    complete = runs.groupby("run")["loop"].transform("max") + 1 == runs["num_loops"]
+    runs = runs[complete]
+    seeds = set(full.index)
+    for _, arm_runs in runs.groupby("arm"):
+        seeds &= set(arm_runs["seed"])
+    if not seeds:
+        raise SystemExit("label_efficiency: no seed has both a full-pool run and a complete run of every arm")
+    order = np.array(sorted(seeds))
+    tables: dict[str, dict[str, np.ndarray]] = {"map": {}, "n_labeled_frames": {}, "n_labeled_boxes": {}}
+    for arm, arm_runs in runs[runs["seed"].isin(order)].groupby("arm"):
+        for column, table in tables.items():
+            table[str(arm)] = arm_runs.pivot_table(index="seed", columns="loop", values=column).loc[order].to_numpy()
+    return Curves(order, tables["map"], tables["n_labeled_frames"], tables["n_labeled_boxes"],
+                  full.loc[order].to_numpy())
+
+
+def ratio_with_interval(curves: Curves, arm: str, unit: str, level: float, resamples: int,
+                        rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """The ratio of ``arm``'s labels to the baseline's at ``level`` (mean curves of all seeds), its paired
+    bootstrap 95 % interval over seeds, and the share of resamples where both reach the level."""
+    every = np.arange(curves.seeds.size)
+    point = curves.reach(arm, unit, level, every) / curves.reach(BASELINE, unit, level, every)
+    ratios = []
+    for _ in range(resamples):
+        rows = rng.integers(0, every.size, every.size)
+        ratios.append(curves.reach(arm, unit, level, rows) / curves.reach(BASELINE, unit, level, rows))
+    values = np.array(ratios)
+    defined = values[np.isfinite(values)]
+    low, high = (np.percentile(defined, [2.5, 97.5]) if defined.size else (np.nan, np.nan))
+    return float(point), float(low), float(high), defined.size / resamples
+
+
+def curve_area(labels: np.ndarray, maps: np.ndarray, low: float, high: float) -> float:
+    """Mean of the piecewise-linear curve over ``[low, high]`` of labels."""
+    knots = np.unique(np.concatenate([[low, high], labels[(labels > low) & (labels < high)]]))
+    return float(np.trapezoid(np.interp(knots, labels, maps), knots) / (high - low))
+
+
+def _number(value: float, digits: int = 2) -> str:
+    return "none" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
+    """The cost, per-seed curves, ratio table and summary line, as text lines."""
+    study = load_study([study_dir])
+    curves = collect(study)
+    rng = np.random.default_rng(seed)
+    runs = study.records.assign(minutes=study.records["run"].map(_run_minutes(study_dir)))
+    lines = [f"seeds: {curves.seeds.tolist()}; full-pool mAP per seed: "
+             + ", ".join(f"{s}: {m:.3f}" for s, m in zip(curves.seeds, curves.full_map, strict=True))
+             + f"; mean {curves.full_map.mean():.3f}", ""]
+    costs = runs.drop_duplicates("run").assign(arm=lambda frame: arms_of(frame))
+    subsets = costs["study_type"] == "subset"
+    costs.loc[subsets, "arm"] = costs.loc[subsets, "target_fraction"].map(lambda fraction: f"subset {fraction:.2f}")
+    lines += ["cost: minutes per run (train + test + pool inference + selection, as each run timed itself)",
+              *(f"  {arm:32s} runs {len(group):2d}  mean {group['minutes'].mean():5.1f}  "
+                f"total {group['minutes'].sum():6.1f}" for arm, group in costs.groupby("arm")), ""]
+    for arm in sorted(curves.maps):
+        lines.append(f"{arm}: test mAP per loop (rows: seeds {curves.seeds.tolist()})")
+        lines.append("  frames " + " ".join(f"{v:6.0f}" for v in curves.frames[arm].mean(axis=0))
+                     + "   (mean labeled boxes " + " ".join(f"{v:.0f}" for v in curves.boxes[arm].mean(axis=0)) + ")")
+        lines += ["  seed " + f"{s:<2d}" + "".join(f" {v:6.3f}" for v in row)
+                  for s, row in zip(curves.seeds, curves.maps[arm], strict=True)]
+        lines.append("  mean   " + " ".join(f"{v:6.3f}" for v in curves.maps[arm].mean(axis=0)))
+    table = _ratio_table(study, curves, resamples, rng)
+    lines += ["", "labels to reach a level of the full-pool mAP (interpolated on the mean curve), ratio to random "
+              f"with a paired bootstrap 95 % interval over seeds ({resamples} resamples; 'defined': share of "
+              "resamples where both curves reach it); auc: mean mAP over the frames every arm covers; AP per "
+              "class at the last loop", "", table.to_string(index=False), ""]
+    lines.append(_best_line(table, curves.seeds.size))
+    return lines
+
+
+def _run_minutes(study_dir: Path) -> dict[str, float]:
+    from alcv.run_records import read_results
+
+    minutes = {}
+    for results in study_dir.rglob("results.jsonl"):
+        records = read_results(results.parent)
+        minutes[str(results.parent)] = sum(sum(r["timings"].values()) for r in records) / 60
+    return minutes
+
+
+def _ratio_table(study: Study, curves: Curves, resamples: int, rng: np.random.Generator) -> pd.DataFrame:
+    every = np.arange(curves.seeds.size)
+    low = max(curves.frames[arm].mean(axis=0)[0] for arm in curves.maps)
+    high = min(curves.frames[arm].mean(axis=0)[-1] for arm in curves.maps)
+    rows = []
+    for arm in sorted(curves.maps):
+        row: dict[str, object] = {"arm": arm}
+        for level in LEVELS:
+            for unit in ("frames", "boxes"):
+                point, lo, hi, defined = ratio_with_interval(curves, arm, unit, level, resamples, rng)
+                row[f"{unit}@{level:.0%}"] = _number(curves.reach(arm, unit, level, every), 0)
+                row[f"ratio_{unit}@{level:.0%}"] = f"{_number(point)} [{_number(lo)}, {_number(hi)}] {defined:.0%}"
+        row["auc"] = round(curve_area(curves.frames[arm].mean(axis=0), curves.maps[arm].mean(axis=0), low, high), 3)
+        last = study.active_learning.assign(arm=lambda frame: arms_of(frame))
+        last = last[(last["arm"] == arm) & (last["loop"] == last["num_loops"] - 1) & last["seed"].isin(curves.seeds)]
+        for name in study.class_names:
+            row[f"ap/{name}"] = round(float(last[f"ap/{name}"].mean()), 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _best_line(table: pd.DataFrame, seeds: int) -> str:
+    def ratio(cell: str) -> float:
+        match = re.match(r"([0-9.]+|none)", cell)
+        return float("nan") if match is None or match.group(1) == "none" else float(match.group(1))
+
+    others = table[table["arm"] != BASELINE]
+    ratios = others["ratio_frames@95%"].map(ratio)
+    best = others.loc[ratios.idxmin()] if ratios.notna().any() else others.loc[others["auc"].idxmax()]
+
+    def interval(cell: str) -> str:
+        return cell.rsplit(" ", 1)[0]
+
+    return (f"best: {best['arm']} | seeds: {seeds} | frames to 95 %: {interval(best['ratio_frames@95%'])} | "
+            f"boxes to 95 %: {interval(best['ratio_boxes@95%'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", type=Path, default=Path("benchmarks/studies/label_efficiency"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--arms", nargs="+", default=[BASELINE, "least_confidence"], choices=sorted(ARMS))
+    parser.add_argument("--jobs", type=int, default=2, help="parallel jobs (Hydra's joblib launcher), one thread each")
+    parser.add_argument("--skip-runs", action="store_true", help="only tabulate the runs already in --study")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples over seeds")
+    parser.add_argument("--out", type=Path, help="also write the table here, after the command that made it")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
+    args = parser.parse_args()
+    if BASELINE not in args.arms:
+        parser.error(f"--arms must include the baseline '{BASELINE}'")
+    study = args.study.resolve()
+    if not args.skip_runs:
+        run_study(study, args.seeds, args.arms, args.jobs, args.overrides)
+        alcv(str(study), "--out", str(study / "report"), "--levels", *map(str, LEVELS), "--baseline", BASELINE,
+             command="alcv-report")
+    lines = summarise(study, args.resamples, seed=0)
+    print("\n".join(lines))
+    if args.out:
+        command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
+        args.out.write_text(f"# {command}\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
