@@ -137,6 +137,7 @@ def test_round_trip_of_a_synthetic_world(synthetic: SyntheticLidarDataset, writt
                                    torch.zeros_like(yaw_difference), atol=1e-4, rtol=0)
         assert torch.equal(read["labels"], original["labels"])
         assert read["timestamp"] == original["timestamp"]
+        assert dataset.drive_and_time(index) == (read["drive_id"], read["timestamp"])  # from the index alone
         # drive numbers differ but group the same frames
         assert drives.setdefault(original["drive_id"], read["drive_id"]) == read["drive_id"]
         total_boxes += dataset.num_boxes(index)

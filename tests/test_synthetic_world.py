@@ -54,6 +54,8 @@ def test_neighbouring_frames_of_a_drive_are_near_duplicates(world: SyntheticLida
     first, second, later = world.frame(start), world.frame(start + 1), world.frame(start + 25)
     assert (first.drive_id, second.drive_id) == (drive, drive)
     assert second.timestamp - first.timestamp == pytest.approx(FRAME_PERIOD_S)
+    # known from the index alone, without generating the frame
+    assert world.drive_and_time(start + 1) == (second.drive_id, pytest.approx(second.timestamp))
 
     def nearest_distance(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.median(np.min(np.linalg.norm(a[:, None, :2] - b[None, :, :2], axis=2), axis=1)))

@@ -20,6 +20,7 @@ class World(Protocol):
     def __len__(self) -> int: ...
     def split_indices(self, split: str) -> np.ndarray: ...
     def frame(self, index: int) -> Any: ...
+    def drive_and_time(self, index: int) -> tuple[int, float]: ...
 
 
 #: a world's frame type: a dataclass with ``boxes`` and ``labels``
@@ -83,3 +84,7 @@ class CachedFrames(Generic[FrameT]):
     def box_labels(self, index: int) -> np.ndarray:
         """``(M,)`` int64 class ids of the ground-truth boxes of frame ``index``."""
         return self.frame(index).labels  # type: ignore[attr-defined]
+
+    def drive_and_time(self, index: int) -> tuple[int, float]:
+        """Frame ``index``'s drive id and its time in seconds since the drive's start (no frame is generated)."""
+        return self.world.drive_and_time(index)

@@ -200,6 +200,11 @@ class IndexedSplits(Generic[Loaded]):
         index = self._check_index(index)
         return self._labels[self._box_offsets[index]:self._box_offsets[index + 1]].copy()
 
+    def drive_and_time(self, index: int) -> tuple[int, float]:
+        """Frame ``index``'s drive number (in order of first appearance over the splits) and timestamp in seconds."""
+        index = self._check_index(index)
+        return int(self._drive_ids[index]), float(self._timestamps[index])
+
     def _annotations(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The kept ``boxes`` and ``labels`` of frame ``index`` (views: copy before handing them out)."""
         start, stop = self._box_offsets[index], self._box_offsets[index + 1]

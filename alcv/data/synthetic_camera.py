@@ -114,6 +114,10 @@ class SyntheticCameraWorld:
     def __len__(self) -> int:
         return len(self.lidar_world)
 
+    def drive_and_time(self, index: int) -> tuple[int, float]:
+        """``(drive_id, seconds since the drive's start)`` of an absolute index: the LiDAR world's."""
+        return self.lidar_world.drive_and_time(index)
+
     def split_indices(self, split: str) -> np.ndarray:
         """Absolute indices of 'pool', 'val' or 'test': the LiDAR world's split, by drive."""
         return self.lidar_world.split_indices(split)

@@ -560,6 +560,11 @@ class SyntheticLidarWorld:
         drive = int(self._frame_drive[index])
         return drive, int(index - self.drive_start[drive])
 
+    def drive_and_time(self, index: int) -> tuple[int, float]:
+        """``(drive_id, seconds since the drive's start)`` of an absolute index."""
+        drive, step = self.drive_of(index)
+        return drive, step * FRAME_PERIOD_S
+
     def layout(self, drive_id: int) -> DriveLayout:
         return _cached_layout(self.seed, drive_id, int(self.drive_lengths[drive_id]),
                               SCENE_TYPES[self.drive_scenes[drive_id]])

@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, curve_average, read_jsonl
+from alcv.study.selections import plot_selection_stats, selection_table
 
 #: fractions of the full-data mAP for which the labels-needed table counts labels
 DEFAULT_LEVELS = (0.9, 0.95, 1.0)
@@ -483,9 +484,10 @@ def default_strategy(study: Study) -> str | None:
 
 
 def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
-                 levels: Sequence[float] = DEFAULT_LEVELS, baseline: str = RANDOM) -> Report:
+                 levels: Sequence[float] = DEFAULT_LEVELS, baseline: str = RANDOM, selections: bool = False) -> Report:
     """Write ``report.md`` with its PNG figures and CSV tables into ``out_dir`` (ratios of labels needed to the
-    ``baseline`` strategy's, see :func:`labels_to_reach`); returns what was written."""
+    ``baseline`` strategy's, see :func:`labels_to_reach`; with ``selections``, what the strategies pick, from the
+    runs' datasets: :mod:`alcv.study.selections`); returns what was written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     strategy = strategy or default_strategy(study)
@@ -494,6 +496,8 @@ def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
               "curve_areas": curve_areas(study)}
     if strategy is not None:
         tables[f"classwise_{strategy}"] = classwise_curves(study, strategy)
+    if selections:
+        tables["selections"] = selection_table(study.records, study.class_names, notes=study.notes)
     figures: dict[str, Figure] = {}
     if not study.subsets.empty:
         figures["subset_violins"] = plot_subset_violins(study)
@@ -501,6 +505,8 @@ def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
         figures["learning_curves"] = plot_learning_curves(study)
     if strategy is not None:
         figures[f"classwise_{strategy}"] = plot_classwise(study, strategy)
+    if selections and not tables["selections"].empty:
+        figures["selections"] = plot_selection_stats(tables["selections"], study.class_names)
     paths = {}
     for name, figure in figures.items():
         paths[name] = out / f"{name}.png"
@@ -544,6 +550,14 @@ def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: di
                   "labeled fraction (auc) and against labeled boxes (auc_boxes), over the range that every "
                   "strategy covers:", "",
                   markdown_table(tables["curve_areas"])]
+    if "selections" in figures:
+        parts += ["", "## What the strategies pick", "",
+                  "Per acquisition, the ground truth of the frames it labeled (mean over seeds): boxes per frame, "
+                  "frames without a box, each class's share of the boxes, the share of the pool's drives they come "
+                  "from, and the share next to a frame of the same drive that was already labeled or picked with "
+                  "them (within 0.15 s); the `pool` row describes every pool frame.", "",
+                  f"![what the strategies pick]({figures['selections'].name})", "",
+                  markdown_table(tables["selections"])]
     if strategy is not None:
         name = f"classwise_{strategy}"
         parts += ["", f"## Class-wise AP per loop: {strategy}", "", f"![class-wise AP]({figures[name].name})", "",
@@ -580,12 +594,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", default=RANDOM,
                         help="the strategy (as labeled in the report) that the labels-needed ratios compare with "
                              "(default: random)")
+    parser.add_argument("--selections", action="store_true",
+                        help="also describe what each strategy picked, from the runs' label_pool.json and datasets "
+                             "(rebuilt from run.json; generates or reads every pool frame's labels once)")
     parser.add_argument("--wandb", action="store_true", help="also log the figures and tables to W&B")
     args = parser.parse_args(argv)
     try:
         study = load_study(args.paths)
         report = write_report(study, args.out or Path(args.paths[0]) / "report", args.strategy, args.levels,
-                              args.baseline)
+                              args.baseline, args.selections)
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"alcv-report: error: {error}\n")
     for note in study.notes:
