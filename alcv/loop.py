@@ -26,10 +26,10 @@ import hydra
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from alcv import tracking
+from alcv import gallery, tracking
 from alcv.acquisition import Selection, acquire
 from alcv.callbacks import ActiveLearningCallback
 from alcv.config import register_resolvers
@@ -272,11 +272,13 @@ class TrainedLoop:
 
 @dataclass
 class Acquisition:
-    """What one loop selected for the next (None after the last loop) and the seconds it took."""
+    """What one loop selected for the next (None after the last loop), the seconds it took and, under W&B, the
+    rows of its gallery table (:func:`draw_gallery`)."""
 
     selection: Selection | None = None
     pool_seconds: float = 0.0
     selection_seconds: float = 0.0
+    gallery: list[list[Any]] | None = None
 
 
 def prepare(cfg: DictConfig, files: RunFiles, progress: Progress, config: dict[str, Any]) -> RunState:
@@ -352,7 +354,28 @@ def acquire_next(state: RunState, trained: TrainedLoop, loop: int) -> Acquisitio
     started = time.perf_counter()
     selection = acquire(state.pool, state.strategy, state.rules, loop + 1, state.seed, columns,
                         state.boxes.per_class.copy(), trained.trainer)
-    return Acquisition(selection, pool_seconds, time.perf_counter() - started)
+    selection_seconds = time.perf_counter() - started
+    return Acquisition(selection, pool_seconds, selection_seconds, draw_gallery(state, trained.models[0], selection))
+
+
+def draw_gallery(state: RunState, model: pl.LightningModule, selection: Selection) -> list[list[Any]] | None:
+    """Draw the first ``loop.gallery_frames`` picks of ``selection`` with ``model``'s predictions into the run's
+    ``gallery`` folder (:mod:`alcv.gallery`; the writing process only); returns the rows of the W&B table
+    ``al/gallery`` (loop, rank, index, score, media) under a W&B logger, else None."""
+    count = int(state.cfg.loop.get("gallery_frames") or 0)
+    if count <= 0 or not selection.indices.size or not state.files.writer:
+        return None
+    dataset = state.datamodule.dataset
+    items = [dataset[int(index)] for index in selection.indices[:count]]
+    detections = gallery.predict_frames(model, state.datamodule.collate_fn, items)
+    scores = selection.scores[:count].tolist()
+    gallery.write_gallery(state.files.output_dir, selection.loop,
+                          gallery.gallery_figure(items, detections, scores, dataset.modality, selection.loop))
+    if not isinstance(state.logger, WandbLogger):
+        return None
+    return [[selection.loop, rank, int(item["index"]), score if np.isfinite(score) else None,
+             gallery.wandb_media(item, frame, state.datamodule.class_names, dataset.modality)]
+            for rank, (item, frame, score) in enumerate(zip(items, detections, scores, strict=True))]
 
 
 def record_loop(state: RunState, loop: int, n_labeled: int, n_boxes: int, trained: TrainedLoop,
@@ -383,9 +406,10 @@ def record_loop(state: RunState, loop: int, n_labeled: int, n_boxes: int, traine
                  "pool_inference": acquisition.pool_seconds, "selection": acquisition.selection_seconds})
 
 
-def log_loop(state: RunState, record: LoopRecord, trained_on: tuple[np.ndarray, np.ndarray | None]) -> None:
+def log_loop(state: RunState, record: LoopRecord, trained_on: tuple[np.ndarray, np.ndarray | None],
+             gallery_rows: list[list[Any]] | None = None) -> None:
     """Log ``record`` to the run's logger, with the frames labeled for its loop (``trained_on``: indices in the
-    strategy's order, and their scores or None)."""
+    strategy's order, and their scores or None) and the gallery of its acquisition (:func:`draw_gallery`)."""
     dataset = state.datamodule.dataset
     tracking.log_loop_metrics(state.logger, {
         "al/map": record.map, **{f"al/ap/{name}": ap for name, ap in record.ap_per_class.items()},
@@ -394,7 +418,8 @@ def log_loop(state: RunState, record: LoopRecord, trained_on: tuple[np.ndarray, 
         "al/n_labeled_frames": record.n_labeled_frames, "al/n_labeled_boxes": record.n_labeled_boxes,
         "al/fraction": record.fraction, "al/train_seconds": record.timings["train"],
         "al/pool_inference_seconds": record.timings["pool_inference"]}, record.loop,
-        selected=tracking.SelectedFrames(*trained_on, [dataset.num_boxes(i) for i in trained_on[0].tolist()]))
+        selected=tracking.SelectedFrames(*trained_on, [dataset.num_boxes(i) for i in trained_on[0].tolist()]),
+        gallery=gallery_rows)
 
 
 def commit(state: RunState, record: LoopRecord, selection: Selection | None) -> dict[str, Any]:
@@ -443,7 +468,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         acquisition = acquire_next(state, trained, loop)
         record = record_loop(state, loop, n_labeled, n_boxes, trained, acquisition)
         # logged before the commit: a loop killed in between is logged twice (the same values), never missed
-        log_loop(state, record, trained_on)
+        log_loop(state, record, trained_on, acquisition.gallery)
         records.append(commit(state, record, acquisition.selection))
         if acquisition.selection is not None:
             trained_on = (acquisition.selection.indices, acquisition.selection.scores)

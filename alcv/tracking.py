@@ -77,11 +77,19 @@ class SelectedFrames:
         return wandb.Table(columns=["loop", "rank", "index", "score", "boxes"], data=rows)
 
 
+#: the columns of the W&B table ``al/gallery``: one row per drawn pick (see :mod:`alcv.gallery`)
+GALLERY_COLUMNS = ["loop", "rank", "index", "score", "frame"]
+
+
 def log_loop_metrics(logger: Logger | None, metrics: dict[str, float], loop: int,
-                     selected: SelectedFrames | None = None) -> None:
+                     selected: SelectedFrames | None = None, gallery: list[list[Any]] | None = None) -> None:
     """Send one loop's metrics to ``logger``: on the ``loop`` axis for W&B, as step ``loop`` elsewhere.
 
-    ``selected`` (the frames labeled for this loop) goes to W&B as the table ``al/selected_frames``.
+    ``selected`` (the frames labeled for this loop) goes to W&B as the table ``al/selected_frames``, ``gallery``
+    (rows of :data:`GALLERY_COLUMNS`: the first picks this loop made for the next, with their media) as the table
+    ``al/gallery`` and its media, in pick order, as the list ``al/gallery_frames`` too: W&B writes the media of a
+    table only when it is online (offline tables hold the word "Object3D" or "Image" instead; wandb issue #4611),
+    a list of media in either mode.
     """
     if logger is None:
         return
@@ -89,6 +97,9 @@ def log_loop_metrics(logger: Logger | None, metrics: dict[str, float], loop: int
         row: dict[str, Any] = {"loop": loop, **metrics}
         if selected is not None:
             row["al/selected_frames"] = selected.as_wandb_table(loop)
+        if gallery:
+            row["al/gallery"] = wandb.Table(columns=GALLERY_COLUMNS, data=gallery)
+            row["al/gallery_frames"] = [media for *_, media in gallery]
         logger.experiment.log(row)
     else:
         logger.log_metrics(metrics, step=loop)

@@ -89,6 +89,19 @@ def test_two_loops_write_results_selections_state_and_wandb(compose_cfg: Compose
         assert [r[4] for r in table["data"]] == [dataset.num_boxes(i) for i in selection["indices"]]
     assert [r[3] for r in table["data"]] == pytest.approx(selections[1]["scores"])
 
+    # the gallery: the first 4 picks for loop 1, drawn, and in W&B as point clouds with both box sets
+    assert (out / "gallery" / "loop_001.png").stat().st_size > 10_000 and len(list((out / "gallery").iterdir())) == 1
+    gallery = json.loads((run_dir / "files" / loop_rows[0]["al/gallery/path"]).read_text())
+    assert gallery["columns"] == ["loop", "rank", "index", "score", "frame"]
+    first_picks = selections[1]["indices"][:4]
+    assert [r[:3] for r in gallery["data"]] == [[1, rank, index] for rank, index in enumerate(first_picks)]
+    for index, media in zip(first_picks, loop_rows[0]["al/gallery_frames/objects"], strict=True):
+        cloud = json.loads((run_dir / "files" / media["path"]).read_text())
+        assert cloud["type"] == "lidar/beta" and len(cloud["points"]) == len(dataset[index]["points"])
+        truth = [box for box in cloud["boxes"] if box["label"].startswith("truth ")]
+        assert len(truth) == dataset.num_boxes(index) and all(len(box["corners"]) == 8 for box in cloud["boxes"])
+    assert "al/gallery" not in loop_rows[1]  # nothing is picked after the last loop
+
 
 def test_same_seed_same_selection_and_random_needs_no_pool_inference(compose_cfg: Compose,
                                                                      tmp_path: Path) -> None:
@@ -241,6 +254,7 @@ def test_the_2d_default_runs_the_same_loop_and_strategies(compose_cfg: Compose, 
     assert set(first["ap_per_class"]) == {"vehicle", "pedestrian", "golf_cart"}
     assert list(first["ap_per_threshold"])[:2] == ["0.5", "0.55"]  # COCO IoU thresholds
     assert second["n_labeled_frames"] == 17
+    assert (Path(cfg.output_dir) / "gallery" / "loop_001.png").is_file()  # the picks drawn as images with boxes
 
 
 @pytest.mark.parametrize(("data", "model", "message"), [
