@@ -149,25 +149,30 @@ class Curves:
         return labels_at_level(labels, self.maps[arm][rows].mean(axis=0), level * self.full_map[rows].mean())
 
 
-def collect(study: Study) -> Curves:
-    """The complete runs of every arm for the seeds that every arm and the full-pool runs have."""
+def collect(study: Study) -> tuple[Curves, dict[str, str]]:
+    """The complete runs of the seeds that have a full-pool run and a complete baseline run, for every arm that
+    completed all of them; and the other arms, each with what it lacks."""
     records = study.records.assign(arm=arms_of(study.records))
     full = study.subsets[study.subsets["target_fraction"] >= 1.0].groupby("seed")["map"].mean()
     runs = records[records["study_type"] == "active_learning"]
     complete = runs.groupby("run")["loop"].transform("max") + 1 == runs["num_loops"]
     runs = runs[complete]
-    seeds = set(full.index)
-    for _, arm_runs in runs.groupby("arm"):
-        seeds &= set(arm_runs["seed"])
+    seeds = set(full.index) & set(runs.loc[runs["arm"] == BASELINE, "seed"])
     if not seeds:
-        raise SystemExit("label_efficiency: no seed has both a full-pool run and a complete run of every arm")
+        raise SystemExit(f"label_efficiency: no seed has both a full-pool run and a complete '{BASELINE}' run yet")
+    incomplete = {}
+    for arm in set(records.loc[records["study_type"] == "active_learning", "arm"]):
+        done = seeds & set(runs.loc[runs["arm"] == arm, "seed"])
+        if done != seeds:
+            incomplete[arm] = f"complete for seeds {sorted(done)} of {sorted(seeds)}"
+    runs = runs[~runs["arm"].isin(list(incomplete))]
     order = np.array(sorted(seeds))
     tables: dict[str, dict[str, np.ndarray]] = {"map": {}, "n_labeled_frames": {}, "n_labeled_boxes": {}}
     for arm, arm_runs in runs[runs["seed"].isin(order)].groupby("arm"):
         for column, table in tables.items():
             table[str(arm)] = arm_runs.pivot_table(index="seed", columns="loop", values=column).loc[order].to_numpy()
     return Curves(order, tables["map"], tables["n_labeled_frames"], tables["n_labeled_boxes"],
-                  full.loc[order].to_numpy())
+                  full.loc[order].to_numpy()), incomplete
 
 
 def ratio_with_interval(curves: Curves, arm: str, unit: str, level: float, resamples: int,
@@ -199,7 +204,7 @@ def _number(value: float, digits: int = 2) -> str:
 def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
     """The cost, per-seed curves, ratio table and summary line, as text lines."""
     study = load_study([study_dir])
-    curves = collect(study)
+    curves, incomplete = collect(study)
     rng = np.random.default_rng(seed)
     runs = study.records.assign(minutes=study.records["run"].map(_run_minutes(study_dir)))
     lines = [f"seeds: {curves.seeds.tolist()}; full-pool mAP per seed: "
@@ -218,6 +223,7 @@ def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
         lines += ["  seed " + f"{s:<2d}" + "".join(f" {v:6.3f}" for v in row)
                   for s, row in zip(curves.seeds, curves.maps[arm], strict=True)]
         lines.append("  mean   " + " ".join(f"{v:6.3f}" for v in curves.maps[arm].mean(axis=0)))
+    lines += [f"not in the table yet: {arm}: {what}" for arm, what in sorted(incomplete.items())]
     table = _ratio_table(study, curves, resamples, rng)
     lines += ["", "labels to reach a level of the full-pool mAP (interpolated on the mean curve), ratio to random "
               f"with a paired bootstrap 95 % interval over seeds ({resamples} resamples; 'defined': share of "
@@ -264,6 +270,9 @@ def _best_line(table: pd.DataFrame, seeds: int) -> str:
         return float("nan") if match is None or match.group(1) == "none" else float(match.group(1))
 
     others = table[table["arm"] != BASELINE]
+    if others.empty:
+        return f"best: none yet (no arm but {BASELINE} is complete) | seeds: {seeds} | frames to 95 %: none | " \
+               "boxes to 95 %: none"
     ratios = others["ratio_frames@95%"].map(ratio)
     best = others.loc[ratios.idxmin()] if ratios.notna().any() else others.loc[others["auc"].idxmax()]
 
