@@ -33,11 +33,17 @@ Usage::
     python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency_small --seeds 0 1 2 \\
         --arms random least_confidence --jobs 2 --out benchmarks/results/label_efficiency_small.txt -- \\
         data=synthetic_lidar_small loop.initial_size=50 loop.query_size=100
+    # budgets in boxes: 2,000 box equivalents per acquisition (100 frames of the pool's 20 boxes per frame)
+    python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency_small --seeds 0 1 2 \
+        --arms random least_confidence@boxes --box-query 2000 --jobs 2 -- \
+        data=synthetic_lidar_small loop.initial_size=50 loop.query_size=100
     # the issue's protocol on the default world (experiment=label_efficiency: 100 ... 1,100 of 1,963 frames)
     python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency --seeds 0 1 2 3 4 \\
         --arms random least_confidence --jobs 2 --out benchmarks/results/label_efficiency.txt
 
-Overrides after ``--`` go to every run (the full-pool ones take only those of ``data.``). Cost on this
+Overrides after ``--`` go to every run (the full-pool ones take only those of ``data.``). Each arm is one sweep
+over the seeds: with fewer jobs than seeds the last ones run alone, so ``--jobs`` equal to the number of seeds
+keeps both cores busy (at the cost of sharing them). Cost on this
 project's 2 CPU cores, one thread per job: a small-world run of 6 loops takes about 16 minutes, its full-pool
 model about 8; a default-world run about twice that (the cost grows with the labeled frames, since each loop
 trains 20 passes over them).
@@ -59,7 +65,7 @@ import pandas as pd
 
 from alcv.study.report import Study, load_study
 
-#: name -> the overrides that make the arm (besides the protocol and the seed)
+#: name -> the overrides that make the arm (besides the protocol and the seed); see BOX_ARMS for ``<arm>@boxes``
 ARMS: dict[str, tuple[str, ...]] = {
     "random": ("strategy=random",),
     "random+spread": ("strategy=random", "loop.spread.max_per_drive=2"),
@@ -75,6 +81,10 @@ ARMS: dict[str, tuple[str, ...]] = {
     "hybrid": ("strategy=hybrid",),
     "class_balance": ("strategy=class_balance",),
 }
+#: every arm again with a budget in boxes (``--box-query`` box equivalents per acquisition instead of the
+#: protocol's ``loop.query_size`` frames), named ``<arm>@boxes``
+BOX_SUFFIX = "@boxes"
+ARMS.update({f"{name}{BOX_SUFFIX}": (*overrides, "loop.budget_unit=boxes") for name, overrides in list(ARMS.items())})
 BASELINE = "random"
 LEVELS = (0.9, 0.95)
 #: overrides that are the protocol, not the arm: left out of the run folders' names
@@ -105,18 +115,26 @@ def alcv(*arguments: str, command: str = "alcv") -> None:
                    env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
-def run_study(study: Path, seeds: Sequence[int], arms: Sequence[str], jobs: int, overrides: Sequence[str]) -> None:
-    """The full-pool models and every arm's sweep; runs that finished before are found and kept."""
+def run_study(study: Path, seeds: Sequence[int], arms: Sequence[str], jobs: int, overrides: Sequence[str],
+              box_query: float | None) -> None:
+    """The full-pool models and every arm's sweep; runs that finished before are found and kept. Box arms
+    (:data:`BOX_SUFFIX`) spend ``box_query`` box equivalents per acquisition."""
     seed_list = ",".join(str(seed) for seed in seeds)
     launcher = ("hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}") if jobs > 1 else ()
-    excluded = [*PROTOCOL_KEYS, *(override.split("=", 1)[0] for override in overrides)]
+    excluded = [*PROTOCOL_KEYS, "loop.query_size", *(override.split("=", 1)[0] for override in overrides)]
     data_overrides = [override for override in overrides if override.startswith(("data=", "data."))]
     alcv("-m", "experiment=subset_study", "loop.initial_fraction=1.0", f"seed={seed_list}", "logger=none",
          "trainer.enable_progress_bar=false", *launcher, *data_overrides, f"hydra.sweep.dir={study}/full_pool")
     for arm in arms:
+        protocol = list(overrides)
+        if arm.endswith(BOX_SUFFIX):
+            if box_query is None:
+                raise SystemExit(f"label_efficiency: arm '{arm}' needs --box-query (box equivalents per acquisition)")
+            protocol = [o for o in protocol if not o.startswith("loop.query_size=")]
+            protocol.append(f"loop.query_size={box_query:g}")
         alcv("-m", "experiment=label_efficiency", *ARMS[arm], f"seed={seed_list}", "trainer.enable_progress_bar=false",
-             *launcher, *overrides, f"hydra.sweep.dir={study}/arms",
-             f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]")
+             *launcher, *protocol, f"hydra.sweep.dir={study}/arms",
+             f"hydra.job.config.override_dirname.exclude_keys=[{','.join(dict.fromkeys(excluded))}]")
 
 
 def labels_at_level(labels: np.ndarray, maps: np.ndarray, target: float) -> float:
@@ -289,6 +307,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--arms", nargs="+", default=[BASELINE, "least_confidence"], choices=sorted(ARMS))
     parser.add_argument("--jobs", type=int, default=2, help="parallel jobs (Hydra's joblib launcher), one thread each")
+    parser.add_argument("--box-query", type=float,
+                        help="box equivalents per acquisition of the <arm>@boxes arms (e.g. the frames per acquisition "
+                             "x the pool's mean boxes per frame, for curves over the same range)")
     parser.add_argument("--skip-runs", action="store_true", help="only tabulate the runs already in --study")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples over seeds")
     parser.add_argument("--out", type=Path, help="also write the table here, after the command that made it")
@@ -298,7 +319,7 @@ def main() -> None:
         parser.error(f"--arms must include the baseline '{BASELINE}'")
     study = args.study.resolve()
     if not args.skip_runs:
-        run_study(study, args.seeds, args.arms, args.jobs, args.overrides)
+        run_study(study, args.seeds, args.arms, args.jobs, args.overrides, args.box_query)
         alcv(str(study), "--out", str(study / "report"), "--levels", *map(str, LEVELS), "--baseline", BASELINE,
              command="alcv-report")
     lines = summarise(study, args.resamples, seed=0)
