@@ -56,8 +56,8 @@ WEIGHTS_FILE = "model_weights.pt"
 RUN_FORMAT = 1
 
 #: settings that may differ when a run resumes: where it runs and how it reports (``loop.objective`` is what it
-#: returns to a sweeper, ``loop.gallery_frames`` how many picks it draws), not what it computes. A run resumed with other hardware settings goes on, but may not
-#: select what an uninterrupted run would have.
+#: returns to a sweeper, ``loop.gallery_frames`` how many picks it draws), not what it computes. A run resumed with
+#: other hardware settings goes on, but may not select what an uninterrupted run would have.
 RESUMABLE_CHANGES = ("output_dir", "logger", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
                      "trainer.strategy", "trainer.sync_batchnorm", "trainer.enable_progress_bar",
                      "trainer.log_every_n_steps", "loop.objective", "loop.gallery_frames")
