@@ -397,6 +397,7 @@ def record_loop(state: RunState, loop: int, n_labeled: int, n_boxes: int, traine
                                   strict=True)),
         val_map=model.val_result.map if model.val_result is not None else float("nan"),
         extra_metrics={name: extra.as_dict() for name, extra in getattr(model, "extra_test_results", {}).items()},
+        score_reliability=None if result.reliability is None else result.reliability.as_dict(),
         n_selected=0 if selection is None else int(selection.indices.size), budget_unit=state.rules.unit,
         selected_cost=0.0 if selection is None else float(selection.costs.sum()),
         budget_left=0.0 if selection is None else selection.budget_left,

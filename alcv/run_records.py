@@ -46,6 +46,8 @@ class LoopRecord:
             the mAP at each matching threshold (its ``%g`` as the key).
         val_map: the last validation mAP (NaN when there is no val split).
         extra_metrics: further test metrics of the model, ``{name: {"map": ..., "ap/<class>": ...}}``.
+        score_reliability: how often the model's test boxes of each score are right
+            (:meth:`~alcv.metrics.average_precision.Reliability.as_dict`; None where the metric has no table).
         n_selected: frames selected for the next loop; budget_unit: ``frames`` or ``boxes``; selected_cost: their
             cost in that unit; budget_left: the budget not spent; spread_relaxations: how often the spreading
             rules were relaxed to spend it; budget_shortfall: why budget is left although a frame left would fit
@@ -72,6 +74,7 @@ class LoopRecord:
     ap_per_threshold: dict[str, float] = field(default_factory=dict)
     val_map: float = math.nan
     extra_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    score_reliability: dict[str, Any] | None = None
     n_selected: int = 0
     budget_unit: str = "frames"
     selected_cost: float = 0.0

@@ -374,3 +374,19 @@ def test_valid_kwargs_are_valid() -> None:
         res = center_distance_ap(**_valid_kwargs())
     # car: exact TP in frame 0 -> 1.0; truck: no GT -> NaN.
     np.testing.assert_allclose(res.ap_per_class, [1.0, np.nan])
+
+
+def test_the_reliability_table_counts_how_often_boxes_of_a_score_are_right() -> None:
+    # at the 2 m threshold: 0.95 hits (1.5 m away), 0.9 misses (3 m), 0.15 hits, 0.12 and 0.11 find no box left
+    res = _ap(preds=[(0, 1.5, 0.0, 0, 0.95), (0, 13.0, 0.0, 0, 0.9), (1, 0.0, 0.0, 0, 0.15),
+                     (1, 0.5, 0.0, 0, 0.12), (1, 20.0, 0.0, 0, 0.11)],
+              gts=[(0, 0.0, 0.0, 0), (0, 10.0, 0.0, 0), (1, 0.0, 0.0, 0)])
+    table = res.reliability
+    assert table is not None and table.threshold == 2.0
+    assert table.boxes.tolist() == [0, 3, 0, 0, 0, 0, 0, 0, 0, 2]
+    np.testing.assert_allclose(table.mean_score[[1, 9]], [(0.15 + 0.12 + 0.11) / 3, 0.925])
+    np.testing.assert_allclose(table.precision[[1, 9]], [1 / 3, 1 / 2])
+    assert np.isnan(table.precision[0]) and np.isnan(table.mean_score[5])
+    expected = (3 * abs(1 / 3 - 0.38 / 3) + 2 * abs(0.5 - 0.925)) / 5
+    assert table.calibration_error == pytest.approx(expected)
+    assert table.as_dict()["calibration_error"] == pytest.approx(expected)

@@ -40,6 +40,8 @@ def test_two_loops_write_results_selections_state_and_wandb(compose_cfg: Compose
         assert set(record["ap_per_class"]) == {"vehicle", "pedestrian", "golf_cart"}
         assert set(record["timings"]) == {"train", "test", "pool_inference", "selection"}
         assert record["map"] is None or 0.0 <= record["map"] <= 1.0
+        # how often the test boxes of each score are right, at the 2 m threshold
+        assert record["score_reliability"]["threshold"] == 2.0 and sum(record["score_reliability"]["boxes"]) > 0
     assert [r["n_labeled_frames"] for r in results] == [10, 20]
     assert results[0]["fraction"] == pytest.approx(10 / results[0]["n_pool_frames"])
     assert results[1]["n_labeled_boxes"] >= results[0]["n_labeled_boxes"]

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from alcv.run_records import RESULTS_FILE, append_jsonl
 from alcv.study.report import (
+    calibration_table,
     classwise_curves,
     confidence_interval,
     curve_areas,
@@ -297,3 +298,25 @@ def test_the_readme_notebook_command_runs_on_the_committed_example_study() -> No
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert load_study([root / "docs/example_study/runs"]).records["run"].nunique() == 35
+
+
+def test_the_calibration_table_pools_the_seeds_reliability_tables(tmp_path: Path) -> None:
+    from alcv.metrics.average_precision import reliability
+
+    # seed 0: 4 boxes at 0.9 (3 right) and 2 at 0.2 (none right); seed 1: 2 boxes at 0.7 (both right)
+    tables = [reliability(np.array([0.9] * 4 + [0.2] * 2), np.array([True] * 3 + [False] * 3), 2.0),
+              reliability(np.array([0.7, 0.7]), np.array([True, True]), 2.0)]
+    for seed, table in enumerate(tables):
+        folder = write_run(tmp_path / str(seed), "least_confidence", seed, [100], [0.5])
+        line = json.loads((folder / RESULTS_FILE).read_text())
+        line["score_reliability"] = table.as_dict()
+        (folder / RESULTS_FILE).write_text(json.dumps(line) + "\n")
+    write_run(tmp_path / "old", "random", 0, [100], [0.4])  # an older results file without the table
+    study = load_study([tmp_path])
+    row = calibration_table(study).set_index("strategy").loc["least_confidence"]
+    # ECE: seed 0 (4 * 0.15 + 2 * 0.2) / 6 = 1/6, seed 1 |1 - 0.7| = 0.3
+    assert row["calibration_error"] == pytest.approx((1 / 6 + 0.3) / 2)
+    assert row["right_at_0.5"] == pytest.approx(5 / 6) and row["boxes_at_0.5"] == pytest.approx(3)
+    report = write_report(study, tmp_path / "report")
+    assert "## How far the scores can be trusted" in report.summary.read_text()
+    assert_png(tmp_path / "report" / "reliability_least_confidence.png")

@@ -19,7 +19,11 @@ import torch
 import torchmetrics
 from torch import Tensor
 
-__all__ = ["APSummary", "DetectionAP", "FrameBoxMetric", "check_class_names", "checked_detections", "greedy_match"]
+__all__ = ["APSummary", "DetectionAP", "FrameBoxMetric", "Reliability", "check_class_names", "checked_detections",
+           "greedy_match", "reliability"]
+
+#: score bins of a :class:`Reliability` table: equal bins of [0, 1]
+RELIABILITY_BINS = 10
 
 
 class APSummary:
@@ -53,6 +57,56 @@ class APSummary:
         return out
 
 
+# Not frozen, like DetectionAP, which holds it.
+@dataclass(eq=False)
+class Reliability:
+    """How often a predicted box of a given score is right: the reliability table of a detector's scores.
+
+    Attributes:
+        threshold: the matching threshold at which a box counts as right (a true positive).
+        edges: ``(B + 1,)`` score bin edges over [0, 1]; bin ``b`` holds scores in ``[edges[b], edges[b + 1])``, the
+            last bin also 1.0.
+        mean_score: ``(B,)`` mean score of the boxes in each bin (NaN for an empty bin).
+        precision: ``(B,)`` share of those boxes that are true positives (NaN for an empty bin).
+        boxes: ``(B,)`` int number of boxes per bin.
+    """
+
+    threshold: float
+    edges: np.ndarray
+    mean_score: np.ndarray
+    precision: np.ndarray
+    boxes: np.ndarray
+
+    @property
+    def calibration_error(self) -> float:
+        """Expected calibration error: the box-weighted mean of ``|precision - mean_score|`` over the bins (0: a
+        box of score s is right with probability s); NaN without boxes."""
+        filled = self.boxes > 0
+        if not filled.any():
+            return float("nan")
+        gap = np.abs(self.precision[filled] - self.mean_score[filled])
+        return float((gap * self.boxes[filled]).sum() / self.boxes[filled].sum())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain lists and floats (NaN stays NaN): threshold, edges, mean_score, precision, boxes,
+        calibration_error."""
+        return {"threshold": float(self.threshold), "edges": self.edges.tolist(),
+                "mean_score": self.mean_score.tolist(), "precision": self.precision.tolist(),
+                "boxes": self.boxes.tolist(), "calibration_error": self.calibration_error}
+
+
+def reliability(scores: np.ndarray, is_tp: np.ndarray, threshold: float, bins: int = RELIABILITY_BINS) -> Reliability:
+    """The :class:`Reliability` of predicted boxes with ``scores`` ``(P,)`` in [0, 1] (clipped) and true-positive
+    flags ``is_tp`` ``(P,)`` bool at matching ``threshold``."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, np.clip(scores, 0.0, 1.0), side="right") - 1, 0, bins - 1)
+    boxes = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_score = np.bincount(which, weights=scores, minlength=bins) / boxes
+        precision = np.bincount(which, weights=is_tp.astype(np.float64), minlength=bins) / boxes
+    return Reliability(float(threshold), edges, mean_score, precision, boxes.astype(np.int64))
+
+
 # Not frozen: torchmetrics rebuilds a compute() result field by field (apply_to_collection); the arrays are read-only.
 @dataclass(eq=False)
 class DetectionAP(APSummary):
@@ -64,11 +118,14 @@ class DetectionAP(APSummary):
             in ``[0, 1]``; the whole row is NaN for a class without ground truth. Read-only.
         thresholds: the matching thresholds.
         class_names: ``num_classes`` names, index = class id.
+        reliability: how often boxes of each score are right, at one of the thresholds (None where the metric
+            does not compute it).
     """
 
     ap: np.ndarray
     thresholds: tuple[float, ...]
     class_names: tuple[str, ...]
+    reliability: Reliability | None = None
 
     def __post_init__(self) -> None:
         ap = np.array(self.ap, dtype=np.float64)

@@ -24,12 +24,15 @@ from alcv.metrics.average_precision import (
     check_class_names,
     checked_detections,
     greedy_match,
+    reliability,
 )
 
 __all__ = ["DEFAULT_THRESHOLDS", "CenterDistanceMAP", "center_distance_ap"]
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 """nuScenes centre-distance matching thresholds, metres."""
+RELIABILITY_THRESHOLD = 2.0
+"""The reliability table's matching threshold is the given threshold nearest to this (metres; nuScenes' middle)."""
 
 _MIN_RECALL = 0.1
 _MIN_PRECISION = 0.1
@@ -69,7 +72,9 @@ def center_distance_ap(
         thresholds: matching thresholds on the x-y centre distance, metres, each finite and > 0.
 
     Returns:
-        A :class:`DetectionAP` with ``ap`` of shape ``(len(class_names), len(thresholds))``.
+        A :class:`DetectionAP` with ``ap`` of shape ``(len(class_names), len(thresholds))`` and the scores'
+        :class:`~alcv.metrics.average_precision.Reliability` at the threshold nearest
+        :data:`RELIABILITY_THRESHOLD`, over all classes.
 
     Raises:
         ValueError: on wrong shapes or dtypes, mismatched lengths, labels out of range, non-finite
@@ -118,7 +123,9 @@ def center_distance_ap(
         rec = tp / float(npos[c])
         for t in range(len(thr)):
             ap[c, t] = _calc_ap(np.interp(_RECALL_POINTS, rec[t], prec[t], right=0))
-    return DetectionAP(ap=ap, thresholds=tuple(thr.tolist()), class_names=names)
+    level = int(np.argmin(np.abs(thr - RELIABILITY_THRESHOLD)))
+    return DetectionAP(ap=ap, thresholds=tuple(thr.tolist()), class_names=names,
+                       reliability=reliability(pred_score[order], is_tp[level], float(thr[level])))
 
 
 def _calc_ap(precision: np.ndarray) -> float:

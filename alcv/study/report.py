@@ -44,9 +44,9 @@ class Study:
     ``records`` has one row per (run, loop): ``run`` (the run's folder), ``experiment``, ``study_type``,
     ``dataset``, ``strategy`` (the name, plus the settings in which runs of that name differ), ``seed``,
     ``loop``, ``num_loops``, ``n_labeled_frames``, ``n_labeled_boxes``, ``n_pool_frames``, ``fraction``
-    (labeled / pool), ``target_fraction`` (the requested fraction of a subset run, else NaN), ``map``
-    and one ``ap/<class>`` column per class
-    (NaN where undefined).
+    (labeled / pool), ``target_fraction`` (the requested fraction of a subset run, else NaN), ``map``,
+    one ``ap/<class>`` column per class (NaN where undefined) and ``reliability``, the test boxes' reliability
+    table as the run recorded it (``score_reliability``, a dict; None where it has none).
     """
 
     records: pd.DataFrame
@@ -160,6 +160,7 @@ def load_study(paths: Sequence[str | Path]) -> Study:
             "n_labeled_frames": int(record["n_labeled_frames"]), "n_labeled_boxes": int(record["n_labeled_boxes"]),
             "n_pool_frames": record.get("n_pool_frames"), "fraction": float(record["fraction"]),
             "target_fraction": _as_float(record.get("target_fraction")), "map": _as_float(record["map"]),
+            "reliability": record.get("score_reliability"),
         }
         row.update({f"ap/{name}": _as_float(ap) for name, ap in record["ap_per_class"].items()})
         rows.append(row)
@@ -265,6 +266,34 @@ def learning_curves(study: Study) -> pd.DataFrame:
                      "fraction": group["fraction"].mean(), "map_mean": np.nanmean(maps) if maps.size else np.nan,
                      "map_std": np.nanstd(maps, ddof=1) if maps.size > 1 else np.nan,
                      "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def _pooled_reliability(tables: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean score, precision and boxes per score bin of several runs' reliability tables, pooled box by box."""
+    boxes = np.sum([np.asarray(t["boxes"], dtype=np.float64) for t in tables], axis=0)
+    scored = np.sum([np.nan_to_num(np.asarray(t["mean_score"], dtype=np.float64)) * t["boxes"] for t in tables], axis=0)
+    right = np.sum([np.nan_to_num(np.asarray(t["precision"], dtype=np.float64)) * t["boxes"] for t in tables], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return scored / boxes, right / boxes, boxes
+
+
+def calibration_table(study: Study) -> pd.DataFrame:
+    """Per (strategy, loop) of the active-learning runs that recorded a reliability table: the test boxes'
+    expected calibration error (``calibration_error``, mean over seeds; 0 when a box of score s is right with
+    probability s), the share of the test boxes scored >= 0.5 that are right (``right_at_0.5``, pooled over seeds)
+    and how many such boxes one seed's model predicts on the test split (``boxes_at_0.5``)."""
+    runs = study.active_learning
+    runs = runs[runs["reliability"].map(lambda table: isinstance(table, dict))] if "reliability" in runs else runs[:0]
+    rows = []
+    for (strategy, loop), group in runs.groupby(["strategy", "loop"]):
+        tables = group["reliability"].tolist()
+        _, precision, boxes = _pooled_reliability(tables)
+        confident = (np.asarray(tables[0]["edges"][:-1]) >= 0.5) & (boxes > 0)
+        rows.append({"strategy": strategy, "loop": loop, "frames": group["n_labeled_frames"].mean(),
+                     "calibration_error": float(np.nanmean([t["calibration_error"] for t in tables])),
+                     "right_at_0.5": float((precision * boxes)[confident].sum() / max(boxes[confident].sum(), 1)),
+                     "boxes_at_0.5": float(boxes[confident].sum() / len(tables))})
     return pd.DataFrame(rows)
 
 
@@ -423,6 +452,26 @@ def plot_learning_curves(study: Study) -> Figure:
     return figure
 
 
+def plot_reliability(study: Study, strategy: str) -> Figure:
+    """Reliability diagram of ``strategy``'s test boxes, one line per loop (pooled over seeds): how often a box of
+    a score is right, against that score; the diagonal is a calibrated detector."""
+    runs = study.active_learning
+    runs = runs[(runs["strategy"] == strategy) & runs["reliability"].map(lambda table: isinstance(table, dict))]
+    figure, (ax,) = _new_figure(1)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="calibrated")
+    for loop, group in runs.groupby("loop"):
+        score, precision, boxes = _pooled_reliability(group["reliability"].tolist())
+        filled = boxes > 0
+        ax.plot(score[filled], precision[filled], marker="o",
+                label=f"loop {loop} ({group['n_labeled_frames'].mean():.0f} frames)")
+    threshold = runs["reliability"].iloc[0]["threshold"] if len(runs) else float("nan")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="box score (mean in its bin)",
+           ylabel=f"share of boxes that are right (match within {threshold:g})",
+           title=f"Reliability of the test boxes' scores ({strategy})")
+    ax.legend(loc="upper left")
+    return figure
+
+
 def plot_classwise(study: Study, strategy: str) -> Figure:
     """Mean AP per class per loop for ``strategy`` (left) and its change from the previous loop (right)."""
     table = classwise_curves(study, strategy)
@@ -493,7 +542,7 @@ def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
     strategy = strategy or default_strategy(study)
     tables = {"subset_map": subset_table(study), "subset_class_ap": subset_class_table(study),
               "learning_curves": learning_curves(study), "labels_to_reach": labels_to_reach(study, levels, baseline),
-              "curve_areas": curve_areas(study)}
+              "curve_areas": curve_areas(study), "calibration": calibration_table(study)}
     if strategy is not None:
         tables[f"classwise_{strategy}"] = classwise_curves(study, strategy)
     if selections:
@@ -505,6 +554,8 @@ def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
         figures["learning_curves"] = plot_learning_curves(study)
     if strategy is not None:
         figures[f"classwise_{strategy}"] = plot_classwise(study, strategy)
+        if not tables["calibration"].empty and strategy in set(tables["calibration"]["strategy"]):
+            figures[f"reliability_{strategy}"] = plot_reliability(study, strategy)
     if selections and not tables["selections"].empty:
         figures["selections"] = plot_selection_stats(tables["selections"], study.class_names)
     paths = {}
@@ -550,6 +601,15 @@ def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: di
                   "labeled fraction (auc) and against labeled boxes (auc_boxes), over the range that every "
                   "strategy covers:", "",
                   markdown_table(tables["curve_areas"])]
+    if not tables["calibration"].empty:
+        parts += ["", "## How far the scores can be trusted", "",
+                  "Uncertainty strategies rank frames by the detector's scores, so they can only be as good as "
+                  "those scores. Per loop: the expected calibration error of the test boxes (0: a box of score s is "
+                  "right with probability s), the share of boxes scored at least 0.5 that are right, and how many "
+                  "such boxes a model predicts on the test split.", ""]
+        if f"reliability_{strategy}" in figures:
+            parts += [f"![reliability]({figures[f'reliability_{strategy}'].name})", ""]
+        parts += [markdown_table(tables["calibration"])]
     if "selections" in figures:
         parts += ["", "## What the strategies pick", "",
                   "Per acquisition, the ground truth of the frames it labeled (mean over seeds): boxes per frame, "
