@@ -97,9 +97,10 @@ def budget_shortfall(strategy_name: str, picker: Picker, positions: np.ndarray) 
     if not affordable:
         return None if positions.size else (f"it fits no frame (the cheapest costs {picker.cheapest:g} "
                                             f"{picker.rules.unit}); nothing is labeled")
+    frames = f"{affordable} unlabeled frame{'s' if affordable > 1 else ''} that fit{'s' if affordable == 1 else ''}"
     if picker.rules.spreads and picker.rules.strict_spread:
-        return f"the strict spreading rules (loop.spread) refuse the {affordable} frames that fit"
-    return f"strategy '{strategy_name}' offered none of the {affordable} unlabeled frames that fit"
+        return f"the strict spreading rules (loop.spread) refuse the {frames}"
+    return f"strategy '{strategy_name}' offered none of the {frames}"
 
 
 def acquire(pool: LabelPool, strategy: Strategy, rules: SelectionRules, loop: int, seed: int,

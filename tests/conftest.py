@@ -30,6 +30,7 @@ TINY = [
     "loop.initial_size=10",
     "loop.query_size=10",
     "loop.num_loops=2",
+    "loop.gallery_frames=0",  # the tests of the gallery turn it on
     "trainer.enable_progress_bar=false",
 ]
 

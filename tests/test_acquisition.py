@@ -408,7 +408,7 @@ def test_strict_spreading_leaves_the_budget_unspent_and_says_why() -> None:
     positions = UncertaintyStrategy().select(pool, picker, 0)
     assert positions.tolist() == [0, 2] and picker.remaining == 2
     assert budget_shortfall("least_confidence", picker, positions) == \
-        "the strict spreading rules (loop.spread) refuse the 2 frames that fit"
+        "the strict spreading rules (loop.spread) refuse the 2 unlabeled frames that fit"
     relaxed = spread_picker(SelectionRules(budget=4, max_per_drive=1), pool)
     assert budget_shortfall("least_confidence", relaxed, UncertaintyStrategy().select(pool, relaxed, 0)) is None
 

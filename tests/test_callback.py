@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -250,5 +251,11 @@ def test_callback_records_drives_times_and_predicted_boxes_for_the_rules() -> No
     assert callback.columns["drive_id"][11] == 1 and callback.columns["timestamp"][11] == pytest.approx(1.1)
     selection = acquire(pool, UncertaintyStrategy(), rules, 1, 0, callback.columns)
     # 9 ranks first (LC 0.6) and costs 1 + 3 = 4 of 5. Then 7 (cost 1) is in drive 0, which has its pick;
-    # 11 and every confident frame hold one box scored >= 0.5 and cost 2 > the 1 left: nothing else fits
+    # 11 and every confident frame hold one box scored >= 0.5 and cost 2 > the 1 left: nothing else fits, so
+    # the spreading relaxes (two per drive) and 7 spends the last box equivalent
+    assert selection.indices.tolist() == [9, 7] and selection.costs.tolist() == [4.0, 1.0]
+    assert selection.spread_relaxations == 1 and selection.budget_left == 0
+    strict = dataclasses.replace(rules, strict_spread=True)
+    selection = acquire(odd_pool(), UncertaintyStrategy(), strict, 1, 0, callback.columns)
     assert selection.indices.tolist() == [9] and selection.costs.tolist() == [4.0]
+    assert selection.shortfall == "the strict spreading rules (loop.spread) refuse the 1 unlabeled frame that fits"

@@ -26,7 +26,7 @@ Compose = Callable[..., DictConfig]
 
 
 def test_two_loops_write_results_selections_state_and_wandb(compose_cfg: Compose, tmp_path: Path) -> None:
-    cfg = compose_cfg(*TINY, "seed=5")
+    cfg = compose_cfg(*TINY, "seed=5", "loop.gallery_frames=4")
     records = run(cfg)
     out = Path(cfg.output_dir)
 
@@ -250,7 +250,7 @@ def test_spreading_with_more_budget_than_the_caps_allow_labels_exactly_the_budge
 
 @pytest.mark.parametrize("strategy", ["least_confidence", "bald", "coreset", "committee"])
 def test_the_2d_default_runs_the_same_loop_and_strategies(compose_cfg: Compose, strategy: str) -> None:
-    cfg = compose_cfg(*TINY_2D, f"strategy={strategy}", "logger=none", "loop.query_size=7")
+    cfg = compose_cfg(*TINY_2D, f"strategy={strategy}", "logger=none", "loop.query_size=7", "loop.gallery_frames=2")
     first, second = run(cfg)
     assert first["dataset"] == "synthetic_camera" and first["n_selected"] == 7
     assert set(first["ap_per_class"]) == {"vehicle", "pedestrian", "golf_cart"}
