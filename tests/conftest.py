@@ -30,7 +30,7 @@ TINY = [
     "loop.initial_size=10",
     "loop.query_size=10",
     "loop.num_loops=2",
-    "loop.gallery_frames=0",  # the tests of the gallery turn it on
+    "++loop.gallery_frames=0",  # the tests of the gallery turn it on (++: subset loops have no such key)
     "trainer.enable_progress_bar=false",
 ]
 
