@@ -46,13 +46,18 @@ def write_run(folder: Path, labeled_at: list[int]) -> str:
 def test_the_picks_of_each_acquisition_beside_the_pool(tmp_path: Path) -> None:
     # seed 0: frame 0 at first; loop 1 picks 1 (next to 0) and 5; loop 2 picks 2 (next to 1) and 7, both empty
     # seed 1: frame 4 at first; loop 1 picks 3 and 6 (none next to a labeled frame); loop 2 picks 0
+    # run c (strategy t) completed loop 0 only: its pool, saved during loop 1's commit, already holds loop 2's
+    # picks (frames 2 and 3), which must not count
     runs = [write_run(tmp_path / "a", [0, 1, 2, -1, -1, 1, -1, 2]),
-            write_run(tmp_path / "b", [2, -1, -1, 1, 0, -1, 1, -1])]
-    records = pd.DataFrame({"run": runs, "study_type": "active_learning", "strategy": "s", "seed": [0, 1]})
+            write_run(tmp_path / "b", [2, -1, -1, 1, 0, -1, 1, -1]),
+            write_run(tmp_path / "c", [0, 1, 2, 2, -1, -1, -1, -1])]
+    records = pd.DataFrame({"run": [runs[0], runs[0], runs[1], runs[1], runs[2]], "study_type": "active_learning",
+                            "strategy": ["s", "s", "s", "s", "t"], "seed": [0, 0, 1, 1, 0], "loop": [0, 1, 0, 1, 0]})
     built: list[dict] = []
     table = selection_table(records, CLASSES, build_dataset=lambda config: built.append(config) or HandMadeDataset())
     assert built == [{"_target_": "hand.made"}]  # one dataset per data config
     rows = table.set_index(["strategy", "loop"])
+    assert table.loc[table["strategy"] == "t", "loop"].tolist() == [1]
     first = rows.loc[("s", 1)]
     # seed 0 picks 1 box of 1 and 2 of 5: 1.5 boxes/frame; seed 1 picks frames 3 and 6: 1 box each
     assert first["boxes_per_frame"] == pytest.approx((1.5 + 1.0) / 2)
@@ -75,6 +80,6 @@ def test_runs_without_their_pool_are_skipped_with_a_note(tmp_path: Path) -> None
     (tmp_path / "bare").mkdir()
     notes: list[str] = []
     records = pd.DataFrame({"run": [str(tmp_path / "bare")], "study_type": "active_learning", "strategy": "s",
-                            "seed": [0]})
+                            "seed": [0], "loop": [0]})
     assert selection_table(records, CLASSES, build_dataset=lambda config: HandMadeDataset(), notes=notes).empty
     assert notes == [f"{tmp_path / 'bare'}: no {POOL_FILE} or {RUN_FILE}; its picks are not described"]

@@ -115,15 +115,18 @@ def selection_table(records: pd.DataFrame, class_names: Sequence[str],
                     notes: list[str] | None = None) -> pd.DataFrame:
     """Per (strategy, loop) of the active-learning ``records`` (a :class:`~alcv.study.report.Study`'s): the pick
     statistics of the acquisition that labeled loop ``loop``'s new frames, averaged over the seeds, then one
-    ``pool`` row per dataset config. Runs without ``label_pool.json`` or ``run.json`` are skipped with a note.
+    ``pool`` row per dataset config. Only committed acquisitions count: those of the loops up to one after the
+    run's last completed loop (a run stopped in a commit may have saved its pool with a later one). Runs without
+    ``label_pool.json`` or ``run.json`` are skipped with a note.
 
     Args:
         build_dataset: the dataset from a run's ``data.dataset`` config (Hydra's ``instantiate``).
     """
     facts: dict[str, PoolFacts] = {}
     rows = []
-    runs = records[records["study_type"] == "active_learning"].drop_duplicates("run")
-    for run, strategy, seed in runs[["run", "strategy", "seed"]].itertuples(index=False):
+    runs = records[records["study_type"] == "active_learning"]
+    runs = runs.groupby(["run", "strategy", "seed"], as_index=False)["loop"].max()
+    for run, strategy, seed, last_loop in runs[["run", "strategy", "seed", "loop"]].itertuples(index=False):
         folder = Path(run)
         if not (folder / POOL_FILE).is_file() or not (folder / RUN_FILE).is_file():
             if notes is not None:
@@ -135,7 +138,7 @@ def selection_table(records: pd.DataFrame, class_names: Sequence[str],
         pool_state, facts_of_run = LabelPool.load(folder / POOL_FILE), facts[key]
         labeled_at = np.full(facts_of_run.indices.size, -1, dtype=np.int64)
         labeled_at[facts_of_run.positions(pool_state.indices)] = pool_state.labeled_at
-        for loop in range(1, int(labeled_at.max()) + 1):
+        for loop in range(1, min(int(labeled_at.max()), int(last_loop) + 1) + 1):
             picks = np.flatnonzero(labeled_at == loop)
             earlier = np.flatnonzero((labeled_at >= 0) & (labeled_at < loop))
             rows.append({"strategy": strategy, "seed": seed, "loop": loop,
