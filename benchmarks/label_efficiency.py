@@ -228,10 +228,11 @@ def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
     lines = [f"seeds: {curves.seeds.tolist()}; full-pool mAP per seed: "
              + ", ".join(f"{s}: {m:.3f}" for s, m in zip(curves.seeds, curves.full_map, strict=True))
              + f"; mean {curves.full_map.mean():.3f}", ""]
-    costs = runs.drop_duplicates("run").assign(arm=lambda frame: arms_of(frame))
+    finished = runs.groupby("run")["loop"].transform("max") + 1 == runs["num_loops"]
+    costs = runs[finished].drop_duplicates("run").assign(arm=lambda frame: arms_of(frame))
     subsets = costs["study_type"] == "subset"
     costs.loc[subsets, "arm"] = costs.loc[subsets, "target_fraction"].map(lambda fraction: f"subset {fraction:.2f}")
-    lines += ["cost: minutes per run (train + test + pool inference + selection, as each run timed itself)",
+    lines += ["cost: minutes per finished run (train + test + pool inference + selection, as each run timed itself)",
               *(f"  {arm:32s} runs {len(group):2d}  mean {group['minutes'].mean():5.1f}  "
                 f"total {group['minutes'].sum():6.1f}" for arm, group in costs.groupby("arm")), ""]
     for arm in sorted(curves.maps):
