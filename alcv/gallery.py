@@ -59,6 +59,16 @@ def predict_frames(model: pl.LightningModule, collate: Any, items: Sequence[dict
             model.prediction_request = request
 
 
+def _truth_boxes(item: dict[str, Any]) -> np.ndarray:
+    """An item's ground-truth boxes as a plain array (``(M, 7)`` LiDAR or ``(M, 4)`` pixel boxes)."""
+    return np.asarray(torch.as_tensor(item["boxes"]).as_subclass(torch.Tensor))
+
+
+def _image(item: dict[str, Any]) -> np.ndarray:
+    """A camera item's image as ``(H, W, 3)``, in its own dtype."""
+    return torch.as_tensor(item["image"]).as_subclass(torch.Tensor).permute(1, 2, 0).numpy()
+
+
 def _draw_lidar(ax: Axes, item: dict[str, Any], boxes: np.ndarray, colours: Sequence[Any], title: str) -> None:
     points = item["points"].numpy()
     ax.scatter(points[:, 0], points[:, 1], s=0.3, c="#4d4d4d", linewidths=0)
@@ -69,8 +79,7 @@ def _draw_lidar(ax: Axes, item: dict[str, Any], boxes: np.ndarray, colours: Sequ
 
 
 def _draw_camera(ax: Axes, item: dict[str, Any], boxes: np.ndarray, colours: Sequence[Any], title: str) -> None:
-    image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor).permute(1, 2, 0).numpy()
-    ax.imshow(image)
+    ax.imshow(_image(item))
     for (x0, y0, x1, y1), colour in zip(boxes.reshape(-1, 4), colours, strict=True):
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.2))
     ax.set_axis_off()
@@ -85,7 +94,7 @@ def gallery_figure(items: Sequence[dict[str, Any]], detections: Sequence[Detecti
     figure = Figure(figsize=(10, 4.2 * max(len(items), 1)), layout="constrained")
     axes = np.atleast_2d(figure.subplots(max(len(items), 1), 2, squeeze=False))
     for rank, (item, frame, score) in enumerate(zip(items, detections, scores, strict=True)):
-        truth = item["boxes"].numpy() if hasattr(item["boxes"], "numpy") else np.asarray(item["boxes"])
+        truth = _truth_boxes(item)
         draw(axes[rank, 0], item, truth, [GROUND_TRUTH_COLOUR] * len(truth),
              f"pick {rank}: frame {int(item['index'])}, ground truth ({len(truth)} boxes)")
         uncertainty = box_uncertainty(frame)
@@ -112,7 +121,7 @@ def wandb_media(item: dict[str, Any], detections: Detections, class_names: Seque
     box sets for camera frames."""
     import wandb
 
-    truth = item["boxes"].numpy() if hasattr(item["boxes"], "numpy") else np.asarray(item["boxes"])
+    truth = _truth_boxes(item)
     labels, predicted = item["labels"].numpy(), detections.boxes.detach().cpu().numpy()
     predicted_labels, uncertainty = detections.labels.cpu().numpy(), box_uncertainty(detections)
     if modality == "lidar":
@@ -125,7 +134,7 @@ def wandb_media(item: dict[str, Any], detections: Detections, class_names: Seque
                   zip(_corners_3d(predicted.reshape(-1, 7)), predicted_labels, uncertainty, strict=True)]
         points = item["points"].numpy()[:, :3]
         return wandb.Object3D({"type": "lidar/beta", "points": points, "boxes": np.array(boxes)})
-    image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor).permute(1, 2, 0).numpy()
+    image = _image(item)
     class_labels = dict(enumerate(class_names))
 
     def box_data(boxes: np.ndarray, kinds: np.ndarray, captions: Sequence[str]) -> list[dict[str, Any]]:

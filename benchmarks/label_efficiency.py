@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alcv.run_records import curve_average
 from alcv.study.report import Study, load_study
 
 #: name -> the overrides that make the arm (besides the protocol and the seed); see BOX_ARMS for ``<arm>@boxes``
@@ -209,12 +210,6 @@ def ratio_with_interval(curves: Curves, arm: str, unit: str, level: float, resam
     return float(point), float(low), float(high), defined.size / resamples
 
 
-def curve_area(labels: np.ndarray, maps: np.ndarray, low: float, high: float) -> float:
-    """Mean of the piecewise-linear curve over ``[low, high]`` of labels."""
-    knots = np.unique(np.concatenate([[low, high], labels[(labels > low) & (labels < high)]]))
-    return float(np.trapezoid(np.interp(knots, labels, maps), knots) / (high - low))
-
-
 def _number(value: float, digits: int = 2) -> str:
     return "none" if not np.isfinite(value) else f"{value:.{digits}f}"
 
@@ -264,6 +259,8 @@ def _run_minutes(study_dir: Path) -> dict[str, float]:
 
 def _ratio_table(study: Study, curves: Curves, resamples: int, rng: np.random.Generator) -> pd.DataFrame:
     every = np.arange(curves.seeds.size)
+    last_loops = study.active_learning.assign(arm=lambda frame: arms_of(frame))
+    last_loops = last_loops[(last_loops["loop"] == last_loops["num_loops"] - 1) & last_loops["seed"].isin(curves.seeds)]
     low = max(curves.frames[arm].mean(axis=0)[0] for arm in curves.maps)
     high = min(curves.frames[arm].mean(axis=0)[-1] for arm in curves.maps)
     rows = []
@@ -274,9 +271,8 @@ def _ratio_table(study: Study, curves: Curves, resamples: int, rng: np.random.Ge
                 point, lo, hi, defined = ratio_with_interval(curves, arm, unit, level, resamples, rng)
                 row[f"{unit}@{level:.0%}"] = _number(curves.reach(arm, unit, level, every), 0)
                 row[f"ratio_{unit}@{level:.0%}"] = f"{_number(point)} [{_number(lo)}, {_number(hi)}] {defined:.0%}"
-        row["auc"] = round(curve_area(curves.frames[arm].mean(axis=0), curves.maps[arm].mean(axis=0), low, high), 3)
-        last = study.active_learning.assign(arm=lambda frame: arms_of(frame))
-        last = last[(last["arm"] == arm) & (last["loop"] == last["num_loops"] - 1) & last["seed"].isin(curves.seeds)]
+        row["auc"] = round(curve_average(curves.frames[arm].mean(axis=0), curves.maps[arm].mean(axis=0), low, high), 3)
+        last = last_loops[last_loops["arm"] == arm]
         for name in study.class_names:
             row[f"ap/{name}"] = round(float(last[f"ap/{name}"].mean()), 3)
         rows.append(row)

@@ -284,7 +284,7 @@ def calibration_table(study: Study) -> pd.DataFrame:
     probability s), the share of the test boxes scored >= 0.5 that are right (``right_at_0.5``, pooled over seeds)
     and how many such boxes one seed's model predicts on the test split (``boxes_at_0.5``)."""
     runs = study.active_learning
-    runs = runs[runs["reliability"].map(lambda table: isinstance(table, dict))] if "reliability" in runs else runs[:0]
+    runs = runs[runs["reliability"].map(lambda table: isinstance(table, dict))]
     rows = []
     for (strategy, loop), group in runs.groupby(["strategy", "loop"]):
         tables = group["reliability"].tolist()
