@@ -81,6 +81,7 @@ ARMS: dict[str, tuple[str, ...]] = {
     "coreset": ("strategy=coreset",),
     "hybrid": ("strategy=hybrid",),
     "class_balance": ("strategy=class_balance",),
+    "crb": ("strategy=crb",),
 }
 #: every arm again with a budget in boxes (``--box-query`` box equivalents per acquisition instead of the
 #: protocol's ``loop.query_size`` frames), named ``<arm>@boxes``

@@ -22,11 +22,13 @@ from alcv.models.detections import Detections
 from alcv.strategies import (
     ClassBalanceStrategy,
     CoresetStrategy,
+    CRBStrategy,
     HybridStrategy,
     Picker,
     PoolStats,
     RandomStrategy,
     SelectionRules,
+    Strategy,
     UncertaintyStrategy,
     aggregate,
     entropy,
@@ -49,8 +51,7 @@ def frames_picker(budget: float, size: int) -> Picker:
     return Picker(SelectionRules(budget=budget), np.ones(size))
 
 
-def pick(strategy: UncertaintyStrategy | RandomStrategy | ClassBalanceStrategy | CoresetStrategy | HybridStrategy,
-         pool: PoolStats, picker: Picker, seed: int = 0) -> list[int]:
+def pick(strategy: Strategy, pool: PoolStats, picker: Picker, seed: int = 0) -> list[int]:
     """Absolute indices acquired by ``strategy`` from ``pool``, in pick order."""
     return pool.candidates[strategy.select(pool, picker, seed)].tolist()
 
@@ -61,10 +62,9 @@ def scored_pool(scores: Sequence[float], candidates: Sequence[int] | None = None
                      {"score": np.asarray(scores, dtype=np.float64), **columns})
 
 
-def acquire_through_pool_inference(strategy: UncertaintyStrategy | RandomStrategy | ClassBalanceStrategy
-                                   | CoresetStrategy | HybridStrategy,
-                                   frames: Sequence[Detections], labeled: set[int], rules: SelectionRules,
-                                   seed: int, batch_size: int, labeled_class_counts: np.ndarray | None = None,
+def acquire_through_pool_inference(strategy: Strategy, frames: Sequence[Detections], labeled: set[int],
+                                   rules: SelectionRules, seed: int, batch_size: int,
+                                   labeled_class_counts: np.ndarray | None = None,
                                    predicted_boxes: np.ndarray | None = None) -> np.ndarray:
     """What the loop acquires: ``frame_stats`` per batch of ``frames`` (in the given order) written into dense
     columns by absolute index (as the callback does), then :class:`PoolStats` of the unlabeled candidates
@@ -518,10 +518,10 @@ def random_pool(rng: np.random.Generator, size: int) -> list[Detections]:
                        embedding=rng.integers(-3, 4, size=2).astype(float).tolist()) for index in indices]
 
 
-def pool_strategies() -> list[UncertaintyStrategy | RandomStrategy | ClassBalanceStrategy | CoresetStrategy
-                              | HybridStrategy]:
+def pool_strategies() -> list[Strategy]:
     return [UncertaintyStrategy("margin", aggregation="sum"), RandomStrategy(), ClassBalanceStrategy(min_score=0.3),
-            CoresetStrategy(), HybridStrategy(UncertaintyStrategy("entropy"), prefilter=2.0)]
+            CoresetStrategy(), HybridStrategy(UncertaintyStrategy("entropy"), prefilter=2.0),
+            CRBStrategy(3, k1=2.0, k2=1.5, min_score=0.1)]
 
 
 @settings(max_examples=50, deadline=None)

@@ -3,6 +3,7 @@
 from alcv.models.detections import PredictionRequest
 from alcv.strategies.base import BoxFilter, PoolStats, Strategy, select_by_score
 from alcv.strategies.class_balance import ClassBalanceStrategy
+from alcv.strategies.crb import CRBStrategy, kmeans_plus_plus, label_entropy
 from alcv.strategies.diversity import CoresetStrategy, k_centre_greedy, nearest_distances
 from alcv.strategies.hybrid import HybridStrategy
 from alcv.strategies.random_sampling import RandomStrategy
@@ -28,8 +29,9 @@ from alcv.strategies.uncertainty import (
     vote_entropy,
 )
 
-__all__ = ["AGGREGATIONS", "BUDGET_UNITS", "EMPTY_FRAME_POLICIES", "UNCERTAINTIES", "BoxFilter",
+__all__ = ["AGGREGATIONS", "BUDGET_UNITS", "EMPTY_FRAME_POLICIES", "UNCERTAINTIES", "BoxFilter", "CRBStrategy",
            "ClassBalanceStrategy", "CoresetStrategy", "HybridStrategy", "Picker", "PoolStats", "PredictionRequest",
            "RandomStrategy", "SelectionRules", "Strategy", "UncertaintyStrategy", "aggregate", "class_distribution",
-           "entropy", "k_centre_greedy", "least_confidence", "margin", "mutual_information", "nearest_distances",
-           "ranked_positions", "select_by_score", "tie_break_keys", "top_k", "vote_entropy"]
+           "entropy", "k_centre_greedy", "kmeans_plus_plus", "label_entropy", "least_confidence", "margin",
+           "mutual_information", "nearest_distances", "ranked_positions", "select_by_score", "tie_break_keys", "top_k",
+           "vote_entropy"]
