@@ -4,6 +4,10 @@ The loop calls :func:`acquire` once per acquisition, after pool inference (whose
 :class:`~alcv.callbacks.ActiveLearningCallback` collected and combined across processes) or without it, for
 strategies that need no predictions. Under DDP global rank 0 alone runs the strategy and broadcasts its choice,
 so every process labels the same frames.
+
+Where the pool's labels are known (a simulated study, ``loop.pool_truth``), pool inference also gives each frame's
+errors against its ground truth (:data:`TRUTH_COLUMN`). The strategy never sees them; :func:`truth_summary`
+measures with them whether the picks are the frames the model gets wrong.
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import numpy as np
+from scipy.stats import rankdata
 
 from alcv.pool import LabelPool
 from alcv.seeding import SELECTION, derive_seed
 from alcv.strategies import Picker, PoolStats, SelectionRules, Strategy
 
 log = logging.getLogger(__name__)
+
+#: the pool-inference column of each frame's ground-truth boxes, misses and false alarms
+#: (:func:`~alcv.metrics.frame_errors.frame_errors`); kept from the strategy
+TRUTH_COLUMN = "truth_errors"
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,8 @@ class Selection:
     ``budget_left`` is the budget not spent, in the budget's unit; ``spread_relaxations`` how often the spreading
     rules were relaxed to spend it (:class:`~alcv.strategies.Picker`); ``shortfall`` says why budget was left
     although more frames could have been bought with it (None when the budget was spent: no unlabeled frame left
-    costs less than what is left)."""
+    costs less than what is left); ``truth`` is :func:`truth_summary` where pool inference gave the frames'
+    errors (None otherwise)."""
 
     loop: int
     indices: np.ndarray
@@ -40,6 +50,38 @@ class Selection:
     budget_left: float = 0.0
     spread_relaxations: int = 0
     shortfall: str | None = None
+    truth: dict[str, float | None] | None = None
+
+
+def truth_summary(errors: np.ndarray, picked: np.ndarray, scores: np.ndarray | None) -> dict[str, float | None]:
+    """Whether the picks are the frames the model gets wrong, from the candidates' ``errors`` ``(N, 3)`` (ground-
+    truth boxes, misses, false alarms; :data:`TRUTH_COLUMN`), the ``picked`` positions and the strategy's
+    ``scores`` ``(N,)`` (None for a strategy without one).
+
+    Returns:
+        ``pool_errors_per_frame`` and ``picked_errors_per_frame`` (misses plus false alarms, mean over the
+        candidates and over the picks), ``pool_errors_per_box`` and ``picked_errors_per_box`` (the same over
+        their ground-truth boxes), ``error_lift`` (picked over pool errors per frame: 1 is what random picks
+        give on average, above 1 the picks hold more of the model's errors), ``box_lift`` (the same per box)
+        and ``score_error_spearman`` (rank correlation over the candidates of the score with the frame's
+        errors; None without scores or where either is constant). A value whose denominator is 0 is None.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    wrong = errors[:, 1] + errors[:, 2]
+
+    def ratio(numerator: float, denominator: float) -> float | None:
+        return float(numerator / denominator) if denominator > 0 else None
+
+    pool_frame, picked_frame = ratio(wrong.sum(), len(wrong)), ratio(wrong[picked].sum(), len(picked))
+    pool_box, picked_box = ratio(wrong.sum(), errors[:, 0].sum()), ratio(wrong[picked].sum(), errors[picked, 0].sum())
+    spearman = None
+    if scores is not None and np.ptp(wrong) > 0 and np.ptp(np.nan_to_num(scores, posinf=1e300, neginf=-1e300)) > 0:
+        spearman = float(np.corrcoef(rankdata(scores), rankdata(wrong))[0, 1])
+    return {"pool_errors_per_frame": pool_frame, "picked_errors_per_frame": picked_frame,
+            "pool_errors_per_box": pool_box, "picked_errors_per_box": picked_box,
+            "error_lift": None if picked_frame is None or not pool_frame else picked_frame / pool_frame,
+            "box_lift": None if picked_box is None or not pool_box else picked_box / pool_box,
+            "score_error_spearman": spearman}
 
 
 def _unscored(column: np.ndarray) -> np.ndarray:
@@ -63,13 +105,15 @@ def choose_frames(pool: LabelPool, strategy: Strategy, rules: SelectionRules, lo
         RuntimeError: if an unlabeled frame has no statistics (pool inference missed it).
     """
     candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
-    candidate_columns = {name: column[candidates] for name, column in (columns or {}).items()}
+    columns = dict(columns or {})
+    truth = columns.pop(TRUTH_COLUMN, None)
+    candidate_columns = {name: column[candidates] for name, column in columns.items()}
     for name, values in candidate_columns.items():
         missing = _unscored(values)
         if missing.any():
             raise RuntimeError(f"acquire: pool inference produced no '{name}' for {int(missing.sum())} unlabeled "
                                f"frames, e.g. indices {candidates[missing][:5].tolist()}")
-    labeled_columns = {name: column[labeled] for name, column in (columns or {}).items()
+    labeled_columns = {name: column[labeled] for name, column in columns.items()
                        if not _unscored(column[labeled]).any()}
     if rules.counts_boxes and "predicted_boxes" not in candidate_columns:
         raise ValueError("acquire: a budget in boxes needs each candidate's predicted box count from pool inference")
@@ -82,8 +126,12 @@ def choose_frames(pool: LabelPool, strategy: Strategy, rules: SelectionRules, lo
     if shortfall is not None:
         log.warning("loop %d: %g of the budget of %g %s is not spent: %s", loop, picker.remaining, rules.budget,
                     rules.unit, shortfall)
-    scores = candidate_columns["score"][positions] if "score" in candidate_columns else np.zeros(chosen.size)
-    return Selection(loop, chosen, scores, costs[positions], picker.remaining, picker.relaxations, shortfall)
+    score_column = candidate_columns.get("score")
+    scores = score_column[positions] if score_column is not None else np.zeros(chosen.size)
+    summary = None
+    if truth is not None and not _unscored(truth[candidates]).any():
+        summary = truth_summary(truth[candidates], positions, score_column)
+    return Selection(loop, chosen, scores, costs[positions], picker.remaining, picker.relaxations, shortfall, summary)
 
 
 def budget_shortfall(strategy_name: str, picker: Picker, positions: np.ndarray) -> str | None:

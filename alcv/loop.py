@@ -318,7 +318,8 @@ def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
         state.model = hydra.utils.instantiate(cfg.model)
     elif loop > 0 and loop == first_loop:
         state.files.load_weights(loop - 1, state.model)
-    callback = ActiveLearningCallback(state.strategy, state.rules, len(datamodule.dataset))
+    callback = ActiveLearningCallback(state.strategy, state.rules, len(datamodule.dataset),
+                                      truth=bool(cfg.loop.get("pool_truth", False)))
     loop_dir = state.files.output_dir / loop_folder(loop)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=state.logger if state.logger is not None else False,
@@ -403,6 +404,7 @@ def record_loop(state: RunState, loop: int, n_labeled: int, n_boxes: int, traine
         budget_left=0.0 if selection is None else selection.budget_left,
         spread_relaxations=0 if selection is None else selection.spread_relaxations,
         budget_shortfall=None if selection is None else selection.shortfall,
+        pool_truth=None if selection is None else selection.truth,
         timings={"train": trained.train_seconds, "test": trained.test_seconds,
                  "pool_inference": acquisition.pool_seconds, "selection": acquisition.selection_seconds})
 

@@ -60,7 +60,8 @@ RUN_FORMAT = 1
 #: other hardware settings goes on, but may not select what an uninterrupted run would have.
 RESUMABLE_CHANGES = ("output_dir", "logger", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
                      "trainer.strategy", "trainer.sync_batchnorm", "trainer.enable_progress_bar",
-                     "trainer.log_every_n_steps", "loop.objective", "loop.gallery_frames")
+                     "trainer.log_every_n_steps", "loop.objective", "loop.gallery_frames",
+                     "loop.pool_truth")
 
 
 def loop_folder(loop: int) -> str:

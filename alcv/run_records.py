@@ -52,6 +52,8 @@ class LoopRecord:
             cost in that unit; budget_left: the budget not spent; spread_relaxations: how often the spreading
             rules were relaxed to spend it; budget_shortfall: why budget is left although a frame left would fit
             it (None when the budget was spent).
+        pool_truth: whether the picks are the frames the model gets wrong, where the pool's labels are known
+            (:func:`~alcv.acquisition.truth_summary`; None without pool inference or ``loop.pool_truth``).
         timings: seconds of ``train``, ``test``, ``pool_inference`` and ``selection``.
     """
 
@@ -81,6 +83,7 @@ class LoopRecord:
     budget_left: float = 0.0
     spread_relaxations: int = 0
     budget_shortfall: str | None = None
+    pool_truth: dict[str, float | None] | None = None
     timings: dict[str, float]
 
 

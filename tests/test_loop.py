@@ -205,6 +205,10 @@ def test_every_strategy_acquires_through_the_loop(compose_cfg: Compose, strategy
     first, second = run(cfg)
     assert first["strategy"] == strategy and first["n_selected"] == 7
     assert second["n_labeled_frames"] == 17
+    # where the pool was predicted, the acquisition measured whether its picks hold the model's errors
+    assert (first["pool_truth"] is None) == (strategy == "random") and second["pool_truth"] is None
+    if strategy != "random":
+        assert first["pool_truth"]["pool_errors_per_frame"] > 0
     selections = list(read_jsonl(Path(cfg.output_dir) / SELECTIONS_FILE))
     picked = selections[1]["indices"]
     assert len(set(picked)) == 7 and not set(picked) & set(selections[0]["indices"])
@@ -212,9 +216,9 @@ def test_every_strategy_acquires_through_the_loop(compose_cfg: Compose, strategy
 
 def test_a_budget_in_boxes_spends_at_most_the_budget_and_logs_true_boxes(compose_cfg: Compose) -> None:
     cfg = compose_cfg(*TINY, "logger=none", "loop.budget_unit=boxes", "loop.query_size=40", "loop.cost.frame=2",
-                      "loop.cost.box=1")
+                      "loop.cost.box=1", "loop.pool_truth=false")
     first, second = run(cfg)
-    assert first["budget_unit"] == "boxes"
+    assert first["budget_unit"] == "boxes" and first["pool_truth"] is None  # not measured when turned off
     assert 0 < first["selected_cost"] <= 40
     # each frame costs at least 2, so at most 20 frames fit
     assert 1 <= first["n_selected"] <= 20

@@ -23,6 +23,7 @@ from alcv.study.report import (
     main,
     subset_class_table,
     subset_table,
+    truth_table,
     write_report,
 )
 
@@ -320,3 +321,24 @@ def test_the_calibration_table_pools_the_seeds_reliability_tables(tmp_path: Path
     report = write_report(study, tmp_path / "report")
     assert "## How far the scores can be trusted" in report.summary.read_text()
     assert_png(tmp_path / "report" / "reliability_least_confidence.png")
+
+
+def test_the_pool_truth_table_averages_the_seeds_and_skips_undefined_values(tmp_path: Path) -> None:
+    summaries = [{"error_lift": 1.5, "box_lift": 0.8, "score_error_spearman": 0.4, "picked_errors_per_frame": 3.0,
+                  "pool_errors_per_frame": 2.0, "picked_errors_per_box": 0.8, "pool_errors_per_box": 1.0},
+                 {"error_lift": 0.5, "box_lift": 1.2, "score_error_spearman": None, "picked_errors_per_frame": 1.0,
+                  "pool_errors_per_frame": 2.0, "picked_errors_per_box": 1.2, "pool_errors_per_box": 1.0}]
+    for seed, summary in enumerate(summaries):
+        folder = write_run(tmp_path / str(seed), "least_confidence", seed, [100, 200], [0.5, 0.6])
+        lines = [json.loads(line) for line in (folder / RESULTS_FILE).read_text().splitlines()]
+        lines[0]["pool_truth"] = summary  # the last loop acquires nothing: no summary
+        (folder / RESULTS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_run(tmp_path / "random", "random", 0, [100, 200], [0.4, 0.5])  # no pool inference, no summary
+    table = truth_table(load_study([tmp_path]))
+    assert table[["strategy", "loop", "seeds"]].values.tolist() == [["least_confidence", 0, 2]]
+    row = table.iloc[0]
+    assert row["error_lift"] == pytest.approx(1.0) and row["box_lift"] == pytest.approx(1.0)
+    assert row["score_error_spearman"] == pytest.approx(0.4)  # the seed without one is left out, not counted as 0
+    report = write_report(load_study([tmp_path]), tmp_path / "report")
+    assert "## Do the picks hold the model's errors?" in report.summary.read_text()
+    assert (tmp_path / "report" / "pool_truth.csv").is_file()

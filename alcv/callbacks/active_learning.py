@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from alcv.acquisition import TRUTH_COLUMN
+from alcv.metrics.frame_errors import frame_errors
 from alcv.models.detections import Detections
 from alcv.strategies import SelectionRules, Strategy
 
@@ -20,7 +22,9 @@ class ActiveLearningCallback(BasePredictionWriter):
 
     ``write_on_batch_end`` turns each batch's :class:`Detections` into named per-frame columns with
     ``strategy.frame_stats``, adds each frame's ``drive_id`` and ``timestamp`` (from the batch) and, for a
-    budget in boxes, its ``predicted_boxes`` (boxes scored at least ``rules.box_min_score``), and writes
+    budget in boxes, its ``predicted_boxes`` (boxes scored at least ``rules.box_min_score``), with ``truth`` and
+    a batch that holds the ground truth its errors (:data:`~alcv.acquisition.TRUTH_COLUMN`, for the acquisition's
+    diagnosis only; predictions scored at least ``rules.box_min_score`` count), and writes
     them into preallocated arrays at the frames' absolute indices (no detection is kept: memory is
     bounded by the pool's columns, not by the number of detections). It also marks those frames in
     :attr:`scored`. The callback holds no decision logic: that is the strategy's.
@@ -34,6 +38,7 @@ class ActiveLearningCallback(BasePredictionWriter):
     Args:
         strategy: gives the per-frame columns. rules: whether the budget counts boxes, and from which score.
         dataset_size: number of absolute indices (the columns' length).
+        truth: whether to measure each frame's errors against its ground truth (``loop.pool_truth``).
 
     Attributes:
         columns: name -> ``(dataset_size, ...)`` per-frame statistics by absolute index, NaN where not
@@ -41,9 +46,10 @@ class ActiveLearningCallback(BasePredictionWriter):
         scored: ``(dataset_size,)`` bool, the frames this rank predicted.
     """
 
-    def __init__(self, strategy: Strategy, rules: SelectionRules, dataset_size: int) -> None:
+    def __init__(self, strategy: Strategy, rules: SelectionRules, dataset_size: int, truth: bool = False) -> None:
         super().__init__(write_interval="batch")
         self.strategy = strategy
+        self.truth = truth
         self.rules = rules
         self.dataset_size = dataset_size
         self.columns: dict[str, np.ndarray] = {}
@@ -72,6 +78,9 @@ class ActiveLearningCallback(BasePredictionWriter):
             for name in ("drive_id", "timestamp"):
                 if name in batch:
                     self._write(name, indices, np.asarray(batch[name], dtype=np.float64))
+            if self.truth and "boxes" in batch and "labels" in batch:
+                self._write(TRUTH_COLUMN, indices, frame_errors(prediction, batch["boxes"], batch["labels"],
+                                                                self.rules.box_min_score))
         if self.rules.counts_boxes:
             self._write("predicted_boxes", indices, [int((d.scores >= self.rules.box_min_score).sum())
                                                      for d in prediction])

@@ -160,7 +160,7 @@ def load_study(paths: Sequence[str | Path]) -> Study:
             "n_labeled_frames": int(record["n_labeled_frames"]), "n_labeled_boxes": int(record["n_labeled_boxes"]),
             "n_pool_frames": record.get("n_pool_frames"), "fraction": float(record["fraction"]),
             "target_fraction": _as_float(record.get("target_fraction")), "map": _as_float(record["map"]),
-            "reliability": record.get("score_reliability"),
+            "reliability": record.get("score_reliability"), "pool_truth": record.get("pool_truth"),
         }
         row.update({f"ap/{name}": _as_float(ap) for name, ap in record["ap_per_class"].items()})
         rows.append(row)
@@ -294,6 +294,29 @@ def calibration_table(study: Study) -> pd.DataFrame:
                      "calibration_error": float(np.nanmean([t["calibration_error"] for t in tables])),
                      "right_at_0.5": float((precision * boxes)[confident].sum() / max(boxes[confident].sum(), 1)),
                      "boxes_at_0.5": float(boxes[confident].sum() / len(tables))})
+    return pd.DataFrame(rows)
+
+
+#: the pool-truth summaries the report averages, in its column order (:func:`alcv.acquisition.truth_summary`)
+TRUTH_FIELDS = ("error_lift", "box_lift", "score_error_spearman", "picked_errors_per_frame", "pool_errors_per_frame",
+                "picked_errors_per_box", "pool_errors_per_box")
+
+
+def truth_table(study: Study) -> pd.DataFrame:
+    """Per (strategy, loop) of the active-learning runs that recorded ``pool_truth``: the frames labeled when the
+    acquisition was made and the mean over seeds of each :data:`TRUTH_FIELDS` entry (NaN where undefined), i.e.
+    whether the picks are the frames the model gets wrong (``error_lift`` 1: as many errors per frame as the pool;
+    ``score_error_spearman``: how well the strategy's score ranks the frames by their errors)."""
+    runs = study.active_learning
+    runs = runs[runs["pool_truth"].map(lambda summary: isinstance(summary, dict))]
+    rows = []
+    for (strategy, loop), group in runs.groupby(["strategy", "loop"]):
+        values = {}
+        for name in TRUTH_FIELDS:
+            defined = [float(summary[name]) for summary in group["pool_truth"] if summary.get(name) is not None]
+            values[name] = float(np.mean(defined)) if defined else np.nan
+        rows.append({"strategy": strategy, "loop": loop, "frames": group["n_labeled_frames"].mean(),
+                     "seeds": group["seed"].nunique(), **values})
     return pd.DataFrame(rows)
 
 
@@ -542,7 +565,8 @@ def write_report(study: Study, out_dir: str | Path, strategy: str | None = None,
     strategy = strategy or default_strategy(study)
     tables = {"subset_map": subset_table(study), "subset_class_ap": subset_class_table(study),
               "learning_curves": learning_curves(study), "labels_to_reach": labels_to_reach(study, levels, baseline),
-              "curve_areas": curve_areas(study), "calibration": calibration_table(study)}
+              "curve_areas": curve_areas(study), "calibration": calibration_table(study),
+              "pool_truth": truth_table(study)}
     if strategy is not None:
         tables[f"classwise_{strategy}"] = classwise_curves(study, strategy)
     if selections:
@@ -610,6 +634,15 @@ def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: di
         if f"reliability_{strategy}" in figures:
             parts += [f"![reliability]({figures[f'reliability_{strategy}'].name})", ""]
         parts += [markdown_table(tables["calibration"])]
+    if not tables["pool_truth"].empty:
+        parts += ["", "## Do the picks hold the model's errors?", "",
+                  "Where the pool's labels are known (a simulated study, `loop.pool_truth`), each acquisition "
+                  "counted the errors of the model that chose it on every candidate frame: ground-truth boxes it "
+                  "missed plus boxes it made up (scored at least `loop.cost.min_score`; LiDAR matches within 2 m, "
+                  "image boxes at IoU 0.5). `error_lift` is the picks' errors per frame over the pool's (random "
+                  "picks give 1 on average), `box_lift` the same per ground-truth box, and `score_error_spearman` "
+                  "the rank correlation of the strategy's score with a frame's errors (mean over seeds; the loop "
+                  "is the one whose model chose).", "", markdown_table(tables["pool_truth"])]
     if "selections" in figures:
         parts += ["", "## What the strategies pick", "",
                   "Per acquisition, the ground truth of the frames it labeled (mean over seeds): boxes per frame, "
