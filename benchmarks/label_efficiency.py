@@ -64,7 +64,8 @@ import numpy as np
 import pandas as pd
 
 from alcv.run_records import curve_average
-from alcv.study.report import Study, load_study
+from alcv.study.report import Study, load_study, truth_table
+from alcv.study.selections import selection_table
 
 #: name -> the overrides that make the arm (besides the protocol and the seed); see BOX_ARMS for ``<arm>@boxes``
 ARMS: dict[str, tuple[str, ...]] = {
@@ -245,6 +246,24 @@ def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
               "resamples where both curves reach it); auc: mean mAP over the frames every arm covers; AP per "
               "class at the last loop", "", table.to_string(index=False), ""]
     lines.append(_best_line(table, curves.seeds.size))
+    return lines + _diagnosis(study)
+
+
+def _diagnosis(study: Study) -> list[str]:
+    """What every arm's acquisitions picked (ground truth of the picks against the pool's) and whether the picks
+    held the model's errors (``pool_truth``), as text lines, for the runs so far, complete or not."""
+    picks = selection_table(study.records, study.class_names)
+    truth = truth_table(study)
+    lines = ["", "diagnosis, over every run so far (complete or not; mean over seeds per acquisition, 'loop': the "
+             "loop whose frames it labeled): the ground truth of the picks against the pool (boxes per frame, "
+             "share without a box, each class's share of the boxes, share of the pool's drives, share within "
+             "0.15 s of a frame of the same drive labeled or picked with it)", ""]
+    lines += [picks.round(3).to_string(index=False) if not picks.empty else "(no run with label_pool.json yet)"]
+    lines += ["", "whether the picks held the model's errors (loop.pool_truth; 'loop': the loop whose model chose): "
+              "error_lift = the picks' misses + false alarms per frame over the pool's (1: as random on average), "
+              "box_lift = the same per ground-truth box, score_error_spearman = rank correlation of the strategy's "
+              "score with a frame's errors", ""]
+    lines += [truth.round(3).to_string(index=False) if not truth.empty else "(no run recorded pool_truth yet)"]
     return lines
 
 
