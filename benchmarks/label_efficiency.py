@@ -8,7 +8,13 @@ command run again resumes the runs it had started, since each sweep writes into 
 2. one sweep per arm (a strategy and its settings, :data:`ARMS`) over the seeds, on Hydra's joblib launcher
    with ``--jobs`` workers of one thread each:
    ``alcv -m experiment=label_efficiency <arm overrides> seed=<seeds> hydra.sweep.dir=<study>/arms``;
-3. ``alcv-report <study> --out <study>/report --baseline random`` (curves with bands, the report's own
+3. with ``--baseline-tail``, random's curve beyond the arms' last loop: one model per (fraction, seed) on a random
+   subset of the pool, ``alcv -m experiment=subset_study loop.initial_fraction=<tail> seed=<seeds>
+   hydra.sweep.dir=<study>/random_tail``. Every loop of random active learning trains from fresh weights
+   (``loop.reset_weights``) on a uniformly random subset of the pool with the same recipe, so a subset run of the
+   same size and seed is a sample of the same point of random's curve; only what random needs to reach 95 % is
+   paid for, not a second copy of its first loops;
+4. ``alcv-report <study> --out <study>/report --baseline random`` (curves with bands, the report's own
    labels-needed table).
 
 Then it prints, and writes to ``--out``: the cost per run (minutes of train + test + pool inference + selection,
@@ -29,9 +35,11 @@ reach it, the largest area under the curve.
 
 Usage::
 
-    # screening on the 1,000-frame world: 50 random frames, then 5 acquisitions of 100 (5 % ... 54 %)
+    # screening on the 1,000-frame world: 50 random frames, then 5 acquisitions of 100 (5 % ... 54 %); random's
+    # curve goes on to 90 % of the pool with subset models of the same seeds
     python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency_small --seeds 0 1 2 \\
-        --arms random least_confidence --jobs 2 --out benchmarks/results/label_efficiency_small.txt -- \\
+        --arms random least_confidence --baseline-tail 0.65 0.75 0.85 0.95 --jobs 2 \\
+        --out benchmarks/results/label_efficiency_small.txt -- \\
         data=synthetic_lidar_small loop.initial_size=50 loop.query_size=100
     # budgets in boxes: 2,000 box equivalents per acquisition (100 frames of the pool's 20 boxes per frame)
     python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency_small --seeds 0 1 2 \
@@ -90,6 +98,8 @@ BOX_SUFFIX = "@boxes"
 ARMS.update({f"{name}{BOX_SUFFIX}": (*overrides, "loop.budget_unit=boxes") for name, overrides in list(ARMS.items())})
 BASELINE = "random"
 LEVELS = (0.9, 0.95)
+#: the folder of random's tail in a study (see ``--baseline-tail``)
+TAIL_FOLDER = "random_tail"
 #: overrides that are the protocol, not the arm: left out of the run folders' names
 PROTOCOL_KEYS = ("experiment", "hydra/launcher", "hydra.launcher.n_jobs", "trainer.enable_progress_bar")
 
@@ -119,15 +129,20 @@ def alcv(*arguments: str, command: str = "alcv") -> None:
 
 
 def run_study(study: Path, seeds: Sequence[int], arms: Sequence[str], jobs: int, overrides: Sequence[str],
-              box_query: float | None) -> None:
-    """The full-pool models and every arm's sweep; runs that finished before are found and kept. Box arms
-    (:data:`BOX_SUFFIX`) spend ``box_query`` box equivalents per acquisition."""
+              box_query: float | None, baseline_tail: Sequence[float] = ()) -> None:
+    """The full-pool models, random's tail (subset models at the ``baseline_tail`` fractions) and every arm's
+    sweep; runs that finished before are found and kept. Box arms (:data:`BOX_SUFFIX`) spend ``box_query`` box
+    equivalents per acquisition."""
     seed_list = ",".join(str(seed) for seed in seeds)
     launcher = ("hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}") if jobs > 1 else ()
     excluded = [*PROTOCOL_KEYS, "loop.query_size", *(override.split("=", 1)[0] for override in overrides)]
     data_overrides = [override for override in overrides if override.startswith(("data=", "data."))]
     alcv("-m", "experiment=subset_study", "loop.initial_fraction=1.0", f"seed={seed_list}", "logger=none",
          "trainer.enable_progress_bar=false", *launcher, *data_overrides, f"hydra.sweep.dir={study}/full_pool")
+    if baseline_tail:
+        alcv("-m", "experiment=subset_study", f"loop.initial_fraction={','.join(f'{f:g}' for f in baseline_tail)}",
+             f"seed={seed_list}", "logger=none", "trainer.enable_progress_bar=false", *launcher, *data_overrides,
+             f"hydra.sweep.dir={study}/{TAIL_FOLDER}")
     for arm in arms:
         protocol = list(overrides)
         if arm.endswith(BOX_SUFFIX):
@@ -155,13 +170,15 @@ def labels_at_level(labels: np.ndarray, maps: np.ndarray, target: float) -> floa
 
 @dataclass(frozen=True)
 class Curves:
-    """Per arm: ``(seeds, loops)`` arrays of mAP, labeled frames and labeled boxes, and the seeds' order."""
+    """Per arm: ``(seeds, loops)`` arrays of mAP, labeled frames and labeled boxes, and the seeds' order;
+    ``tail_points``: how many of the baseline's last columns are subset models (random's tail)."""
 
     seeds: np.ndarray
     maps: dict[str, np.ndarray]
     frames: dict[str, np.ndarray]
     boxes: dict[str, np.ndarray]
     full_map: np.ndarray
+    tail_points: int = 0
 
     def reach(self, arm: str, unit: str, level: float, rows: np.ndarray) -> float:
         """Labels in ``unit`` at which the mean curve over seed rows ``rows`` reaches ``level`` x the mean
@@ -192,8 +209,32 @@ def collect(study: Study) -> tuple[Curves, dict[str, str]]:
     for arm, arm_runs in runs[runs["seed"].isin(order)].groupby("arm"):
         for column, table in tables.items():
             table[str(arm)] = arm_runs.pivot_table(index="seed", columns="loop", values=column).loc[order].to_numpy()
+    tail = _baseline_tail(study, order, tables["n_labeled_frames"][BASELINE], incomplete)
+    for column, table in tables.items():
+        if tail.shape[1]:
+            table[BASELINE] = np.concatenate([table[BASELINE], tail[column].to_numpy()], axis=1)
     return Curves(order, tables["map"], tables["n_labeled_frames"], tables["n_labeled_boxes"],
-                  full.loc[order].to_numpy()), incomplete
+                  full.loc[order].to_numpy(), tail.shape[1] // len(tables)), incomplete
+
+
+def _baseline_tail(study: Study, seeds: np.ndarray, baseline_frames: np.ndarray,
+                   incomplete: dict[str, str]) -> pd.DataFrame:
+    """The subset runs of ``seeds`` in the study's :data:`TAIL_FOLDER` that go beyond the baseline's last loop
+    (every seed's): ``(seeds, 3 x fractions)`` columns ``(name, fraction)`` for ``map``, ``n_labeled_frames`` and
+    ``n_labeled_boxes``; empty (no columns) where there are none, or where a fraction lacks a seed (then noted in
+    ``incomplete``)."""
+    subsets = study.subsets
+    subsets = subsets[subsets["run"].map(lambda run: Path(run).parent.name == TAIL_FOLDER)
+                      & (subsets["n_labeled_frames"] > baseline_frames[:, -1].max())]
+    if subsets.empty:
+        return pd.DataFrame(index=seeds)
+    tail = subsets.pivot_table(index="seed", columns="target_fraction",
+                               values=["map", "n_labeled_frames", "n_labeled_boxes"]).reindex(seeds)
+    if tail.isna().any().any():
+        missing = sorted({f"{fraction:g}" for (_, fraction), column in tail.items() if column.isna().any()})
+        incomplete[f"{BASELINE} tail"] = f"fractions {missing} lack some of the seeds {seeds.tolist()}"
+        return pd.DataFrame(index=seeds)
+    return tail
 
 
 def ratio_with_interval(curves: Curves, arm: str, unit: str, level: float, resamples: int,
@@ -232,6 +273,10 @@ def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
     lines += ["cost: minutes per finished run (train + test + pool inference + selection, as each run timed itself)",
               *(f"  {arm:32s} runs {len(group):2d}  mean {group['minutes'].mean():5.1f}  "
                 f"total {group['minutes'].sum():6.1f}" for arm, group in costs.groupby("arm")), ""]
+    if curves.tail_points:
+        lines += [f"{BASELINE}'s last {curves.tail_points} points are its tail: models on random subsets of the pool "
+                  f"of the same seeds and recipe (subset_study in {TAIL_FOLDER}/), samples of the same points of its "
+                  "curve", ""]
     for arm in sorted(curves.maps):
         lines.append(f"{arm}: test mAP per loop (rows: seeds {curves.seeds.tolist()})")
         lines.append("  frames " + " ".join(f"{v:6.0f}" for v in curves.frames[arm].mean(axis=0))
@@ -327,6 +372,9 @@ def main() -> None:
     parser.add_argument("--box-query", type=float,
                         help="box equivalents per acquisition of the <arm>@boxes arms (e.g. the frames per acquisition "
                              "x the pool's mean boxes per frame, for curves over the same range)")
+    parser.add_argument("--baseline-tail", type=float, nargs="*", default=[],
+                        help="pool fractions beyond the arms' last loop at which random's curve goes on (subset "
+                             "models of the same seeds), so that it reaches 95 %% of the full-pool mAP")
     parser.add_argument("--skip-runs", action="store_true", help="only tabulate the runs already in --study")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples over seeds")
     parser.add_argument("--out", type=Path, help="also write the table here, after the command that made it")
@@ -336,7 +384,7 @@ def main() -> None:
         parser.error(f"--arms must include the baseline '{BASELINE}'")
     study = args.study.resolve()
     if not args.skip_runs:
-        run_study(study, args.seeds, args.arms, args.jobs, args.overrides, args.box_query)
+        run_study(study, args.seeds, args.arms, args.jobs, args.overrides, args.box_query, args.baseline_tail)
         alcv(str(study), "--out", str(study / "report"), "--levels", *map(str, LEVELS), "--baseline", BASELINE,
              command="alcv-report")
     lines = summarise(study, args.resamples, seed=0)
