@@ -36,6 +36,7 @@ from alcv.config import register_resolvers
 from alcv.data.datamodule import ActiveDataModule
 from alcv.models.committee import CommitteeModule
 from alcv.models.detections import PredictionRequest
+from alcv.models.mirror import MirroredPassModule
 from alcv.pool import LabelPool
 from alcv.run_files import Progress, RunFiles, loop_folder
 from alcv.run_records import OBJECTIVES, RESULTS_FILE, LoopRecord, check_objective
@@ -150,8 +151,13 @@ def _train_committee(cfg: DictConfig, datamodule: ActiveDataModule, model: pl.Li
 
 
 def _predictor(models: list[pl.LightningModule], request: PredictionRequest) -> pl.LightningModule:
-    """The module that predicts the pool for ``request``: the model, or a committee of ``models``."""
+    """The module that predicts the pool for ``request``: the model, a committee of ``models``, or the model with a
+    mirrored second pass."""
     predictor = models[0] if len(models) == 1 else CommitteeModule(models)
+    if request.mirror:
+        if len(models) > 1:
+            raise ValueError("a strategy cannot ask for both a committee and a mirrored pass of pool inference")
+        predictor = MirroredPassModule(predictor)
     if not hasattr(predictor, "prediction_request") and request != PredictionRequest():
         raise ValueError(f"{type(predictor).__name__} has no 'prediction_request', so it cannot give what the "
                          f"strategy needs from pool inference ({request})")

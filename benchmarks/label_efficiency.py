@@ -91,6 +91,7 @@ ARMS: dict[str, tuple[str, ...]] = {
     "hybrid": ("strategy=hybrid",),
     "class_balance": ("strategy=class_balance",),
     "crb": ("strategy=crb",),
+    "localization": ("strategy=localization",),
 }
 #: every arm again with a budget in boxes (``--box-query`` box equivalents per acquisition instead of the
 #: protocol's ``loop.query_size`` frames), named ``<arm>@boxes``

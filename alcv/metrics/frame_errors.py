@@ -24,7 +24,7 @@ MATCH_IOU = 0.5
 ERROR_COLUMNS = ("boxes", "misses", "false_alarms")
 
 
-def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pair_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of the row pairs of ``xyxy`` boxes ``a`` and ``b`` ``(K, 4)``; returns ``(K,)``."""
     width = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
     height = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
@@ -68,7 +68,7 @@ def frame_errors(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], g
     def pair_score(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
         if lidar:
             return -np.hypot(*(pred_boxes[pred, :2] - truth[gt, :2]).T)
-        return _pair_iou(pred_boxes[pred], truth[gt])
+        return pair_iou_xyxy(pred_boxes[pred], truth[gt])
 
     num_classes = int(max(pred_label.max(initial=-1), truth_label.max(initial=-1))) + 1
     needed = np.full((max(num_classes, 1), 1), -MATCH_DISTANCE if lidar else MATCH_IOU)

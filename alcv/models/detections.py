@@ -29,6 +29,9 @@ class Detections:
             across samples: row ``m`` of every sample is box ``m``.
         found: ``(T, M)`` bool, whether sample ``t`` detected box ``m`` at all (a committee member may
             miss a box; its ``prob_samples`` row is then zeros). All true for MC-dropout passes.
+        mirror_boxes: ``(M, 7 | 4)`` the box that a pass over the mirrored frame gave for each box, mirrored back
+            into this frame's coordinates (:mod:`alcv.models.mirror`), when requested; zeros where it gave none.
+        mirror_found: ``(M,)`` bool, whether the mirrored pass gave box ``m`` a match.
     """
 
     index: int
@@ -39,6 +42,8 @@ class Detections:
     embedding: Tensor | None = None
     prob_samples: Tensor | None = None
     found: Tensor | None = None
+    mirror_boxes: Tensor | None = None
+    mirror_found: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.numel())
@@ -49,7 +54,7 @@ class Detections:
 
         return Detections(self.index, self.boxes.detach().cpu(), self.labels.detach().cpu(),
                           self.scores.detach().cpu(), self.class_probs.detach().cpu(), move(self.embedding),
-                          move(self.prob_samples), move(self.found))
+                          move(self.prob_samples), move(self.found), move(self.mirror_boxes), move(self.mirror_found))
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class PredictionRequest:
         members: independently trained models whose predictions are matched per box (a committee).
         embeddings: whether each frame's embedding (pooled backbone features) is needed.
         include_labeled: whether the labeled frames are predicted too (diversity needs their embeddings).
+        mirror: whether each frame is predicted again mirrored, its boxes matched to the first pass's
+            (:class:`~alcv.models.mirror.MirroredPassModule`).
     """
 
     passes: int = 1
@@ -69,3 +76,4 @@ class PredictionRequest:
     members: int = 1
     embeddings: bool = False
     include_labeled: bool = False
+    mirror: bool = False
