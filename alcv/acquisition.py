@@ -23,12 +23,10 @@ from scipy.stats import rankdata
 from alcv.pool import LabelPool
 from alcv.seeding import SELECTION, derive_seed
 from alcv.strategies import Picker, PoolStats, SelectionRules, Strategy
+from alcv.strategies.base import TRUTH_COLUMN
 
 log = logging.getLogger(__name__)
 
-#: the pool-inference column of each frame's ground-truth boxes, misses and false alarms
-#: (:func:`~alcv.metrics.frame_errors.frame_errors`); kept from the strategy
-TRUTH_COLUMN = "truth_errors"
 
 
 @dataclass(frozen=True)
@@ -107,6 +105,11 @@ def choose_frames(pool: LabelPool, strategy: Strategy, rules: SelectionRules, lo
     candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
     columns = dict(columns or {})
     truth = columns.pop(TRUTH_COLUMN, None)
+    if getattr(strategy, "needs_truth", False):
+        if truth is None:
+            raise ValueError(f"strategy '{strategy.name}' ranks by the pool's ground truth, but pool inference "
+                             "counted no errors: it needs a simulated study, whose pool frames carry their labels")
+        columns[TRUTH_COLUMN] = truth
     candidate_columns = {name: column[candidates] for name, column in columns.items()}
     for name, values in candidate_columns.items():
         missing = _unscored(values)

@@ -325,7 +325,8 @@ def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
     elif loop > 0 and loop == first_loop:
         state.files.load_weights(loop - 1, state.model)
     callback = ActiveLearningCallback(state.strategy, state.rules, len(datamodule.dataset),
-                                      truth=bool(cfg.loop.get("pool_truth", False)))
+                                      truth=bool(cfg.loop.get("pool_truth", False))
+                                      or getattr(state.strategy, "needs_truth", False))
     loop_dir = state.files.output_dir / loop_folder(loop)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=state.logger if state.logger is not None else False,

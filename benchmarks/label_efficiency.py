@@ -92,6 +92,8 @@ ARMS: dict[str, tuple[str, ...]] = {
     "class_balance": ("strategy=class_balance",),
     "crb": ("strategy=crb",),
     "localization": ("strategy=localization",),
+    "oracle": ("strategy=oracle",),
+    "oracle/error_rate": ("strategy=oracle", "strategy.rank_by=error_rate"),
 }
 #: every arm again with a budget in boxes (``--box-query`` box equivalents per acquisition instead of the
 #: protocol's ``loop.query_size`` frames), named ``<arm>@boxes``

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from alcv.acquisition import TRUTH_COLUMN, choose_frames, truth_summary
+from alcv.acquisition import choose_frames, truth_summary
 from alcv.metrics.frame_errors import frame_errors
 from alcv.models.detections import Detections
 from alcv.pool import LabelPool
-from alcv.strategies import Picker, PoolStats, SelectionRules, select_by_score
+from alcv.strategies import ErrorOracleStrategy, Picker, PoolStats, SelectionRules, select_by_score
+from alcv.strategies.base import TRUTH_COLUMN
 
 
 def lidar_frame(index: int, centres: list[tuple[float, float]], labels: list[int], scores: list[float]) -> Detections:
@@ -104,3 +105,22 @@ def test_the_strategy_never_sees_the_truth_and_the_selection_reports_it() -> Non
     without = choose_frames(pool, strategy, SelectionRules(budget=2), loop=1, seed=0,
                             columns={"score": columns["score"]})
     assert without.truth is None
+
+
+def test_the_error_oracle_ranks_by_the_truth_it_alone_is_shown() -> None:
+    # candidates 2..5: errors 3, 1, 0, 4 on 3, 1, 0, 8 boxes. By errors: 5 then 2; by errors per box (a frame
+    # without boxes counts its false alarms): 2 (1.0) and 3 (1.0) before 5 (0.5)
+    pool = LabelPool(range(6))
+    pool.label([0, 1], 0)
+    columns = {TRUTH_COLUMN: np.array([[1, 0, 0], [1, 0, 0], [3, 2, 1], [1, 1, 0], [0, 0, 0], [8, 3, 1]], dtype=float)}
+    by_errors = choose_frames(pool, ErrorOracleStrategy(), SelectionRules(budget=2), loop=1, seed=0, columns=columns)
+    assert by_errors.indices.tolist() == [5, 2]
+    by_rate = choose_frames(pool, ErrorOracleStrategy("error_rate"), SelectionRules(budget=2), loop=1, seed=0,
+                            columns=columns)
+    assert sorted(by_rate.indices.tolist()) == [2, 3]
+    assert by_errors.truth is not None and by_errors.truth["error_lift"] == pytest.approx((7 / 2) / (8 / 4))
+    with pytest.raises(ValueError, match=r"strategy 'oracle' ranks by the pool's ground truth, but pool inference "
+                                         r"counted no errors"):
+        choose_frames(pool, ErrorOracleStrategy(), SelectionRules(budget=2), loop=1, seed=0, columns={})
+    with pytest.raises(ValueError, match=r"strategy\.rank_by: unknown 'boxes'"):
+        ErrorOracleStrategy("boxes")

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from alcv.acquisition import TRUTH_COLUMN
 from alcv.metrics.frame_errors import frame_errors
 from alcv.models.detections import Detections
 from alcv.strategies import SelectionRules, Strategy
+from alcv.strategies.base import TRUTH_COLUMN
 
 
 class ActiveLearningCallback(BasePredictionWriter):

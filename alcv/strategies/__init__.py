@@ -7,6 +7,7 @@ from alcv.strategies.crb import CRBStrategy, kmeans_plus_plus, label_entropy
 from alcv.strategies.diversity import CoresetStrategy, k_centre_greedy, nearest_distances
 from alcv.strategies.hybrid import HybridStrategy
 from alcv.strategies.localization import LocalizationStabilityStrategy, box_stability
+from alcv.strategies.oracle import ErrorOracleStrategy
 from alcv.strategies.random_sampling import RandomStrategy
 from alcv.strategies.selection import (
     BUDGET_UNITS,
@@ -31,8 +32,9 @@ from alcv.strategies.uncertainty import (
 )
 
 __all__ = ["AGGREGATIONS", "BUDGET_UNITS", "EMPTY_FRAME_POLICIES", "UNCERTAINTIES", "BoxFilter", "CRBStrategy",
-           "ClassBalanceStrategy", "CoresetStrategy", "HybridStrategy", "LocalizationStabilityStrategy", "Picker",
-           "PoolStats", "PredictionRequest", "RandomStrategy", "SelectionRules", "Strategy", "UncertaintyStrategy",
-           "aggregate", "box_stability", "class_distribution", "entropy", "k_centre_greedy", "kmeans_plus_plus",
-           "label_entropy", "least_confidence", "margin", "mutual_information", "nearest_distances",
-           "ranked_positions", "select_by_score", "tie_break_keys", "top_k", "vote_entropy"]
+           "ClassBalanceStrategy", "CoresetStrategy", "ErrorOracleStrategy", "HybridStrategy",
+           "LocalizationStabilityStrategy", "Picker", "PoolStats", "PredictionRequest", "RandomStrategy",
+           "SelectionRules", "Strategy", "UncertaintyStrategy", "aggregate", "box_stability", "class_distribution",
+           "entropy", "k_centre_greedy", "kmeans_plus_plus", "label_entropy", "least_confidence", "margin",
+           "mutual_information", "nearest_distances", "ranked_positions", "select_by_score", "tie_break_keys", "top_k",
+           "vote_entropy"]

@@ -19,6 +19,11 @@ import numpy as np
 from alcv.models.detections import Detections, PredictionRequest
 from alcv.strategies.selection import Picker, ranked_positions
 
+#: the pool-inference column of each frame's ground-truth boxes, misses and false alarms ``(N, 3)``
+#: (:func:`~alcv.metrics.frame_errors.frame_errors`, where the pool's labels are known); the acquisition keeps it
+#: from every strategy but one whose ``needs_truth`` is true (the error oracle)
+TRUTH_COLUMN = "truth_errors"
+
 
 @dataclass
 class PoolStats:
