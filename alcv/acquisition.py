@@ -6,8 +6,9 @@ strategies that need no predictions. Under DDP global rank 0 alone runs the stra
 so every process labels the same frames.
 
 Where the pool's labels are known (a simulated study, ``loop.pool_truth``), pool inference also gives each frame's
-errors against its ground truth (:data:`TRUTH_COLUMN`). The strategy never sees them; :func:`truth_summary`
-measures with them whether the picks are the frames the model gets wrong.
+errors against its ground truth (:data:`~alcv.strategies.base.TRUTH_COLUMN`). No strategy sees them but the error
+oracle (``needs_truth``); :func:`truth_summary` measures with them whether the picks are the frames the model gets
+wrong.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from alcv.strategies import Picker, PoolStats, SelectionRules, Strategy
 from alcv.strategies.base import TRUTH_COLUMN
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ class Selection:
 
 
 def truth_summary(errors: np.ndarray, picked: np.ndarray, scores: np.ndarray | None) -> dict[str, float | None]:
-    """Whether the picks are the frames the model gets wrong, from the candidates' ``errors`` ``(N, 3)`` (ground-
-    truth boxes, misses, false alarms; :data:`TRUTH_COLUMN`), the ``picked`` positions and the strategy's
-    ``scores`` ``(N,)`` (None for a strategy without one).
+    """Whether the picks are the frames the model gets wrong, from the candidates' ``errors`` ``(N, 3)``
+    (ground-truth boxes, misses, false alarms; :data:`~alcv.strategies.base.TRUTH_COLUMN`), the ``picked``
+    positions and the strategy's ``scores`` ``(N,)`` (None for a strategy without one).
 
     Returns:
         ``pool_errors_per_frame`` and ``picked_errors_per_frame`` (misses plus false alarms, mean over the

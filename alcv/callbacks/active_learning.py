@@ -23,7 +23,7 @@ class ActiveLearningCallback(BasePredictionWriter):
     ``write_on_batch_end`` turns each batch's :class:`Detections` into named per-frame columns with
     ``strategy.frame_stats``, adds each frame's ``drive_id`` and ``timestamp`` (from the batch) and, for a
     budget in boxes, its ``predicted_boxes`` (boxes scored at least ``rules.box_min_score``), with ``truth`` and
-    a batch that holds the ground truth its errors (:data:`~alcv.acquisition.TRUTH_COLUMN`, for the acquisition's
+    a batch that holds the ground truth its errors (:data:`~alcv.strategies.base.TRUTH_COLUMN`, for the acquisition's
     diagnosis only; predictions scored at least ``rules.box_min_score`` count), and writes
     them into preallocated arrays at the frames' absolute indices (no detection is kept: memory is
     bounded by the pool's columns, not by the number of detections). It also marks those frames in
