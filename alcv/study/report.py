@@ -625,6 +625,18 @@ def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: di
                   "labeled fraction (auc) and against labeled boxes (auc_boxes), over the range that every "
                   "strategy covers:", "",
                   markdown_table(tables["curve_areas"])]
+    parts += _diagnosis_markdown(tables, figures, strategy)
+    if strategy is not None:
+        name = f"classwise_{strategy}"
+        parts += ["", f"## Class-wise AP per loop: {strategy}", "", f"![class-wise AP]({figures[name].name})", "",
+                  markdown_table(tables[name])]
+    return "\n".join(parts) + "\n"
+
+
+def _diagnosis_markdown(tables: dict[str, pd.DataFrame], figures: dict[str, Path], strategy: str | None) -> list[str]:
+    """The report's sections on why a strategy does (not) beat random: score calibration, whether the picks hold
+    the model's errors, and what the strategies pick."""
+    parts: list[str] = []
     if not tables["calibration"].empty:
         parts += ["", "## How far the scores can be trusted", "",
                   "Uncertainty strategies rank frames by the detector's scores, so they can only be as good as "
@@ -651,11 +663,7 @@ def _summary_markdown(study: Study, tables: dict[str, pd.DataFrame], figures: di
                   "them (within 0.15 s); the `pool` row describes every pool frame.", "",
                   f"![what the strategies pick]({figures['selections'].name})", "",
                   markdown_table(tables["selections"])]
-    if strategy is not None:
-        name = f"classwise_{strategy}"
-        parts += ["", f"## Class-wise AP per loop: {strategy}", "", f"![class-wise AP]({figures[name].name})", "",
-                  markdown_table(tables[name])]
-    return "\n".join(parts) + "\n"
+    return parts
 
 
 def log_report_to_wandb(study: Study, report: Report, project: str = "alcv", mode: str = "auto") -> Path:
