@@ -6,9 +6,9 @@ strategies that need no predictions. Under DDP global rank 0 alone runs the stra
 so every process labels the same frames.
 
 Where the pool's labels are known (a simulated study, ``loop.pool_truth``), pool inference also gives each frame's
-errors against its ground truth (:data:`~alcv.strategies.base.TRUTH_COLUMN`). No strategy sees them but the error
-oracle (``needs_truth``); :func:`truth_summary` measures with them whether the picks are the frames the model gets
-wrong.
+errors and score reliability against its ground truth (the ``truth_`` columns of :mod:`alcv.strategies.base`). No
+strategy sees them but the error oracle (``needs_truth``); :func:`truth_summary` measures with them whether the picks
+are the frames the model gets wrong, and whether its scores can be trusted there.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import lightning.pytorch as pl
 import numpy as np
 from scipy.stats import rankdata
 
+from alcv.metrics.average_precision import Reliability
 from alcv.pool import LabelPool
 from alcv.seeding import SELECTION, derive_seed
 from alcv.strategies import Picker, PoolStats, SelectionRules, Strategy
-from alcv.strategies.base import TRUTH_COLUMN
+from alcv.strategies.base import TRUTH_CALIBRATION_COLUMN, TRUTH_COLUMN, TRUTH_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,12 @@ class Selection:
     truth: dict[str, float | None] | None = None
 
 
-def truth_summary(errors: np.ndarray, picked: np.ndarray, scores: np.ndarray | None) -> dict[str, float | None]:
+def truth_summary(errors: np.ndarray, picked: np.ndarray, scores: np.ndarray | None,
+                  calibration: np.ndarray | None = None) -> dict[str, float | None]:
     """Whether the picks are the frames the model gets wrong, from the candidates' ``errors`` ``(N, 3)``
     (ground-truth boxes, misses, false alarms; :data:`~alcv.strategies.base.TRUTH_COLUMN`), the ``picked``
-    positions and the strategy's ``scores`` ``(N,)`` (None for a strategy without one).
+    positions, the strategy's ``scores`` ``(N,)`` (None for a strategy without one) and the candidates' score
+    reliability counts ``calibration`` ``(N, 3, bins)`` (:data:`~alcv.strategies.base.TRUTH_CALIBRATION_COLUMN`).
 
     Returns:
         ``pool_errors_per_frame`` and ``picked_errors_per_frame`` (misses plus false alarms, mean over the
@@ -62,7 +65,10 @@ def truth_summary(errors: np.ndarray, picked: np.ndarray, scores: np.ndarray | N
         their ground-truth boxes), ``error_lift`` (picked over pool errors per frame: 1 is what random picks
         give on average, above 1 the picks hold more of the model's errors), ``box_lift`` (the same per box)
         and ``score_error_spearman`` (rank correlation over the candidates of the score with the frame's
-        errors; None without scores or where either is constant). A value whose denominator is 0 is None.
+        errors; None without scores or where either is constant); with ``calibration`` also
+        ``pool_calibration_error`` and ``picked_calibration_error``, the expected calibration error of the
+        predicted boxes of the candidates and of the picks (0: a box of score s is right with probability s).
+        A value whose denominator is 0 is None.
     """
     errors = np.asarray(errors, dtype=np.float64)
     wrong = errors[:, 1] + errors[:, 2]
@@ -75,11 +81,25 @@ def truth_summary(errors: np.ndarray, picked: np.ndarray, scores: np.ndarray | N
     spearman = None
     if scores is not None and np.ptp(wrong) > 0 and np.ptp(np.nan_to_num(scores, posinf=1e300, neginf=-1e300)) > 0:
         spearman = float(np.corrcoef(rankdata(scores), rankdata(wrong))[0, 1])
-    return {"pool_errors_per_frame": pool_frame, "picked_errors_per_frame": picked_frame,
-            "pool_errors_per_box": pool_box, "picked_errors_per_box": picked_box,
-            "error_lift": None if picked_frame is None or not pool_frame else picked_frame / pool_frame,
-            "box_lift": None if picked_box is None or not pool_box else picked_box / pool_box,
-            "score_error_spearman": spearman}
+    summary = {"pool_errors_per_frame": pool_frame, "picked_errors_per_frame": picked_frame,
+               "pool_errors_per_box": pool_box, "picked_errors_per_box": picked_box,
+               "error_lift": None if picked_frame is None or not pool_frame else picked_frame / pool_frame,
+               "box_lift": None if picked_box is None or not pool_box else picked_box / pool_box,
+               "score_error_spearman": spearman}
+    if calibration is not None:
+        for name, rows in (("pool", slice(None)), ("picked", picked)):
+            error = _reliability(np.asarray(calibration, dtype=np.float64)[rows].sum(axis=0)).calibration_error
+            summary[f"{name}_calibration_error"] = error if np.isfinite(error) else None
+    return summary
+
+
+def _reliability(counts: np.ndarray) -> Reliability:
+    """The :class:`~alcv.metrics.average_precision.Reliability` of summed ``(3, bins)`` counts: predictions,
+    matched predictions and summed scores per equal score bin over [0, 1]."""
+    boxes, hits, score_sums = counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Reliability(float("nan"), np.linspace(0.0, 1.0, boxes.size + 1), score_sums / boxes, hits / boxes,
+                           boxes.astype(np.int64))
 
 
 def _unscored(column: np.ndarray) -> np.ndarray:
@@ -104,12 +124,12 @@ def choose_frames(pool: LabelPool, strategy: Strategy, rules: SelectionRules, lo
     """
     candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
     columns = dict(columns or {})
-    truth = columns.pop(TRUTH_COLUMN, None)
+    truth = {name: columns.pop(name) for name in list(columns) if name.startswith(TRUTH_PREFIX)}
     if getattr(strategy, "needs_truth", False):
-        if truth is None:
+        if TRUTH_COLUMN not in truth:
             raise ValueError(f"strategy '{strategy.name}' ranks by the pool's ground truth, but pool inference "
                              "counted no errors: it needs a simulated study, whose pool frames carry their labels")
-        columns[TRUTH_COLUMN] = truth
+        columns.update(truth)
     candidate_columns = {name: column[candidates] for name, column in columns.items()}
     for name, values in candidate_columns.items():
         missing = _unscored(values)
@@ -132,8 +152,10 @@ def choose_frames(pool: LabelPool, strategy: Strategy, rules: SelectionRules, lo
     score_column = candidate_columns.get("score")
     scores = score_column[positions] if score_column is not None else np.zeros(chosen.size)
     summary = None
-    if truth is not None and not _unscored(truth[candidates]).any():
-        summary = truth_summary(truth[candidates], positions, score_column)
+    if TRUTH_COLUMN in truth and not _unscored(truth[TRUTH_COLUMN][candidates]).any():
+        calibration = truth.get(TRUTH_CALIBRATION_COLUMN)
+        summary = truth_summary(truth[TRUTH_COLUMN][candidates], positions, score_column,
+                                None if calibration is None else calibration[candidates])
     return Selection(loop, chosen, scores, costs[positions], picker.remaining, picker.relaxations, shortfall, summary)
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from alcv.acquisition import choose_frames, truth_summary
-from alcv.metrics.frame_errors import frame_errors
+from alcv.metrics.frame_errors import frame_errors, frame_truth
 from alcv.models.detections import Detections
 from alcv.pool import LabelPool
 from alcv.strategies import ErrorOracleStrategy, Picker, PoolStats, SelectionRules, select_by_score
-from alcv.strategies.base import TRUTH_COLUMN
+from alcv.strategies.base import TRUTH_CALIBRATION_COLUMN, TRUTH_COLUMN
 
 
 def lidar_frame(index: int, centres: list[tuple[float, float]], labels: list[int], scores: list[float]) -> Detections:
@@ -48,6 +48,18 @@ def test_frame_errors_count_misses_and_false_alarms_of_lidar_boxes_by_hand() -> 
     np.testing.assert_array_equal(far, [[1, 1, 1]])
 
 
+def test_the_reliability_counts_bin_every_prediction_by_score_and_count_its_matches() -> None:
+    # scores 0.9 (matched), 0.85 (a second box on the same vehicle: unmatched), 0.25 (matches the other vehicle:
+    # it counts for the reliability, though not as a detection at min_score 0.3)
+    detections = [lidar_frame(0, [(0.0, 0.0), (0.2, 0.0), (10.0, 0.0)], [0, 0, 0], [0.9, 0.85, 0.25])]
+    errors, calibration = frame_truth(detections, [truth([(0.0, 0.0), (10.0, 0.0)])], [torch.tensor([0, 0])],
+                                      min_score=0.3, bins=4)
+    np.testing.assert_array_equal(errors, [[2, 1, 1]])
+    np.testing.assert_array_equal(calibration[0, 0], [0, 1, 0, 2])  # predictions per bin of width 0.25
+    np.testing.assert_array_equal(calibration[0, 1], [0, 1, 0, 1])  # matched
+    np.testing.assert_allclose(calibration[0, 2], [0, 0.25, 0, 1.75])  # summed scores
+
+
 def test_frame_errors_match_image_boxes_by_iou() -> None:
     # IoU of [0, 0, 10, 10] with [0, 0, 10, 5] is 0.5 (a match); with [0, 0, 10, 4] it is 0.4 (none)
     def image_frame(box: list[float]) -> Detections:
@@ -73,6 +85,15 @@ def test_truth_summary_compares_the_picks_errors_with_the_pool_by_hand() -> None
     assert truth_summary(errors, np.array([0, 1]), None)["score_error_spearman"] is None  # random: no score
     nothing = truth_summary(errors, np.zeros(0, dtype=np.int64), None)
     assert nothing["picked_errors_per_frame"] is None and nothing["error_lift"] is None
+    # reliability over 2 bins: frame 0 has 2 boxes at mean score 0.8, both right; frame 1 two at 0.2, one right,
+    # and one at 0.9, wrong. Pooled over the picks 0 and 1, the low bin holds 2 boxes of mean score 0.2, half
+    # right, and the high bin 3 of mean score 2.5 / 3, two right: (2 x 0.3 + 3 x |2/3 - 2.5/3|) / 5
+    calibration = np.zeros((4, 3, 2))
+    calibration[0] = [[0, 2], [0, 2], [0, 1.6]]
+    calibration[1] = [[2, 1], [1, 0], [0.4, 0.9]]
+    with_calibration = truth_summary(errors, np.array([0, 1]), None, calibration)
+    assert with_calibration["picked_calibration_error"] == pytest.approx((2 * 0.3 + 3 * (2.5 / 3 - 2 / 3)) / 5)
+    assert with_calibration["pool_calibration_error"] == with_calibration["picked_calibration_error"]
 
 
 class RecordingStrategy:
@@ -96,12 +117,15 @@ def test_the_strategy_never_sees_the_truth_and_the_selection_reports_it() -> Non
     pool = LabelPool(range(6))
     pool.label([0, 1], 0)
     columns = {"score": np.array([0.0, 0.0, 0.9, 0.1, 0.8, 0.2]),
-               TRUTH_COLUMN: np.array([[1, 0, 0], [1, 0, 0], [3, 2, 1], [1, 0, 0], [2, 1, 0], [0, 0, 0]], dtype=float)}
+               TRUTH_COLUMN: np.array([[1, 0, 0], [1, 0, 0], [3, 2, 1], [1, 0, 0], [2, 1, 0], [0, 0, 0]], dtype=float),
+               TRUTH_CALIBRATION_COLUMN: np.tile([[0.0, 2.0], [0.0, 1.0], [0.0, 1.8]], (6, 1, 1))}
     strategy = RecordingStrategy()
     selection = choose_frames(pool, strategy, SelectionRules(budget=2), loop=1, seed=0, columns=columns)
     assert selection.indices.tolist() == [2, 4] and strategy.seen == (["score"], ["score"])
     # candidates 2..5 hold 3 + 1 + 0 + 0 errors (1 per frame); the picks hold 4 (2 per frame)
     assert selection.truth is not None and selection.truth["error_lift"] == 2.0
+    # every frame: two boxes of mean score 0.9, one of them right
+    assert selection.truth["pool_calibration_error"] == pytest.approx(0.4)
     without = choose_frames(pool, strategy, SelectionRules(budget=2), loop=1, seed=0,
                             columns={"score": columns["score"]})
     assert without.truth is None

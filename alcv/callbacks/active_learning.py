@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from alcv.metrics.frame_errors import frame_errors
+from alcv.metrics.frame_errors import frame_truth
 from alcv.models.detections import Detections
 from alcv.strategies import SelectionRules, Strategy
-from alcv.strategies.base import TRUTH_COLUMN
+from alcv.strategies.base import TRUTH_CALIBRATION_COLUMN, TRUTH_COLUMN
 
 
 class ActiveLearningCallback(BasePredictionWriter):
@@ -23,8 +23,9 @@ class ActiveLearningCallback(BasePredictionWriter):
     ``write_on_batch_end`` turns each batch's :class:`Detections` into named per-frame columns with
     ``strategy.frame_stats``, adds each frame's ``drive_id`` and ``timestamp`` (from the batch) and, for a
     budget in boxes, its ``predicted_boxes`` (boxes scored at least ``rules.box_min_score``), with ``truth`` and
-    a batch that holds the ground truth its errors (:data:`~alcv.strategies.base.TRUTH_COLUMN`, for the acquisition's
-    diagnosis only; predictions scored at least ``rules.box_min_score`` count), and writes
+    a batch that holds the ground truth its errors and score reliability (the ``truth_`` columns of
+    :mod:`alcv.strategies.base`, for the acquisition's diagnosis only; predictions scored at least
+    ``rules.box_min_score`` count as detections), and writes
     them into preallocated arrays at the frames' absolute indices (no detection is kept: memory is
     bounded by the pool's columns, not by the number of detections). It also marks those frames in
     :attr:`scored`. The callback holds no decision logic: that is the strategy's.
@@ -79,8 +80,9 @@ class ActiveLearningCallback(BasePredictionWriter):
                 if name in batch:
                     self._write(name, indices, np.asarray(batch[name], dtype=np.float64))
             if self.truth and "boxes" in batch and "labels" in batch:
-                self._write(TRUTH_COLUMN, indices, frame_errors(prediction, batch["boxes"], batch["labels"],
-                                                                self.rules.box_min_score))
+                errors, calibration = frame_truth(prediction, batch["boxes"], batch["labels"], self.rules.box_min_score)
+                self._write(TRUTH_COLUMN, indices, errors)
+                self._write(TRUTH_CALIBRATION_COLUMN, indices, calibration)
         if self.rules.counts_boxes:
             self._write("predicted_boxes", indices, [int((d.scores >= self.rules.box_min_score).sum())
                                                      for d in prediction])

@@ -19,10 +19,14 @@ import numpy as np
 from alcv.models.detections import Detections, PredictionRequest
 from alcv.strategies.selection import Picker, ranked_positions
 
-#: the pool-inference column of each frame's ground-truth boxes, misses and false alarms ``(N, 3)``
-#: (:func:`~alcv.metrics.frame_errors.frame_errors`, where the pool's labels are known); the acquisition keeps it
-#: from every strategy but one whose ``needs_truth`` is true (the error oracle)
-TRUTH_COLUMN = "truth_errors"
+#: pool-inference columns computed from the pool's ground truth (where it is known) start with this; the
+#: acquisition keeps them from every strategy but one whose ``needs_truth`` is true (the error oracle)
+TRUTH_PREFIX = "truth_"
+#: each frame's ground-truth boxes, misses and false alarms ``(N, 3)`` (:func:`~alcv.metrics.frame_errors.frame_truth`)
+TRUTH_COLUMN = f"{TRUTH_PREFIX}errors"
+#: each frame's predictions, matched predictions and summed scores per score bin ``(N, 3, bins)``
+#: (:func:`~alcv.metrics.frame_errors.frame_truth`)
+TRUTH_CALIBRATION_COLUMN = f"{TRUTH_PREFIX}calibration"
 
 
 @dataclass

@@ -299,7 +299,7 @@ def calibration_table(study: Study) -> pd.DataFrame:
 
 #: the pool-truth summaries the report averages, in its column order (:func:`alcv.acquisition.truth_summary`)
 TRUTH_FIELDS = ("error_lift", "box_lift", "score_error_spearman", "picked_errors_per_frame", "pool_errors_per_frame",
-                "picked_errors_per_box", "pool_errors_per_box")
+                "picked_errors_per_box", "pool_errors_per_box", "picked_calibration_error", "pool_calibration_error")
 
 
 def truth_table(study: Study) -> pd.DataFrame:
@@ -652,9 +652,11 @@ def _diagnosis_markdown(tables: dict[str, pd.DataFrame], figures: dict[str, Path
                   "counted the errors of the model that chose it on every candidate frame: ground-truth boxes it "
                   "missed plus boxes it made up (scored at least `loop.cost.min_score`; LiDAR matches within 2 m, "
                   "image boxes at IoU 0.5). `error_lift` is the picks' errors per frame over the pool's (random "
-                  "picks give 1 on average), `box_lift` the same per ground-truth box, and `score_error_spearman` "
-                  "the rank correlation of the strategy's score with a frame's errors (mean over seeds; the loop "
-                  "is the one whose model chose).", "", markdown_table(tables["pool_truth"])]
+                  "picks give 1 on average), `box_lift` the same per ground-truth box, `score_error_spearman` the "
+                  "rank correlation of the strategy's score with a frame's errors, and `*_calibration_error` "
+                  "the expected calibration error of the boxes predicted on the picks and on the pool (0: a box of "
+                  "score s is right with probability s; mean over seeds; the loop is the one whose model chose).", "",
+                  markdown_table(tables["pool_truth"])]
     if "selections" in figures:
         parts += ["", "## What the strategies pick", "",
                   "Per acquisition, the ground truth of the frames it labeled (mean over seeds): boxes per frame, "
