@@ -189,6 +189,15 @@ class Curves:
         labels = (self.frames if unit == "frames" else self.boxes)[arm][rows].mean(axis=0)
         return labels_at_level(labels, self.maps[arm][rows].mean(axis=0), level * self.full_map[rows].mean())
 
+    def lower_bound(self, arm: str, unit: str, level: float) -> float:
+        """Where the baseline's mean curve reaches ``level`` but ``arm``'s ends below it: the ratio is above
+        ``arm``'s last labels over the baseline's labels at the level (NaN otherwise)."""
+        every = np.arange(self.seeds.size)
+        if np.isfinite(self.reach(arm, unit, level, every)):
+            return float("nan")
+        labels = (self.frames if unit == "frames" else self.boxes)[arm].mean(axis=0)
+        return float(labels[-1] / self.reach(BASELINE, unit, level, every))
+
 
 def collect(study: Study) -> tuple[Curves, dict[str, str]]:
     """The complete runs of the seeds that have a full-pool run and a complete baseline run, for every arm that
@@ -291,7 +300,8 @@ def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
     table = _ratio_table(study, curves, resamples, rng)
     lines += ["", "labels to reach a level of the full-pool mAP (interpolated on the mean curve), ratio to random "
               f"with a paired bootstrap 95 % interval over seeds ({resamples} resamples; 'defined': share of "
-              "resamples where both curves reach it); auc: mean mAP over the frames every arm covers; AP per "
+              "resamples where both curves reach it; '(> b)': the arm's curve ends below the level where random's "
+              "reaches it, so the ratio is above b); auc: mean mAP over the frames every arm covers; AP per "
               "class at the last loop", "", table.to_string(index=False), ""]
     lines.append(_best_line(table, curves.seeds.size))
     return lines + _diagnosis(study)
@@ -339,6 +349,9 @@ def _ratio_table(study: Study, curves: Curves, resamples: int, rng: np.random.Ge
                 point, lo, hi, defined = ratio_with_interval(curves, arm, unit, level, resamples, rng)
                 row[f"{unit}@{level:.0%}"] = _number(curves.reach(arm, unit, level, every), 0)
                 row[f"ratio_{unit}@{level:.0%}"] = f"{_number(point)} [{_number(lo)}, {_number(hi)}] {defined:.0%}"
+                bound = curves.lower_bound(arm, unit, level)
+                if np.isfinite(bound):
+                    row[f"ratio_{unit}@{level:.0%}"] += f" (> {bound:.2f})"
         row["auc"] = round(curve_average(curves.frames[arm].mean(axis=0), curves.maps[arm].mean(axis=0), low, high), 3)
         last = last_loops[last_loops["arm"] == arm]
         for name in study.class_names:
@@ -359,8 +372,8 @@ def _best_line(table: pd.DataFrame, seeds: int) -> str:
     ratios = others["ratio_frames@95%"].map(ratio)
     best = others.loc[ratios.idxmin()] if ratios.notna().any() else others.loc[others["auc"].idxmax()]
 
-    def interval(cell: str) -> str:
-        return cell.rsplit(" ", 1)[0]
+    def interval(cell: str) -> str:  # "<ratio> [<low>, <high>]" without the share defined and the bound
+        return cell.split(" (>")[0].rsplit(" ", 1)[0]
 
     return (f"best: {best['arm']} | seeds: {seeds} | frames to 95 %: {interval(best['ratio_frames@95%'])} | "
             f"boxes to 95 %: {interval(best['ratio_boxes@95%'])}")
