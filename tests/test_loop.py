@@ -252,7 +252,7 @@ def test_spreading_with_more_budget_than_the_caps_allow_labels_exactly_the_budge
     assert f"{12 - pool_drives:g} of the budget of 12 frames is not spent" in caplog.text
 
 
-@pytest.mark.parametrize("strategy", ["least_confidence", "bald", "coreset", "committee", "localization"])
+@pytest.mark.parametrize("strategy", ["least_confidence", "bald", "coreset", "committee"])
 def test_the_2d_default_runs_the_same_loop_and_strategies(compose_cfg: Compose, strategy: str) -> None:
     cfg = compose_cfg(*TINY_2D, f"strategy={strategy}", "logger=none", "loop.query_size=7", "loop.gallery_frames=2")
     first, second = run(cfg)
