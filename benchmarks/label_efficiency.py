@@ -233,8 +233,7 @@ def _baseline_tail(study: Study, seeds: np.ndarray, baseline_frames: np.ndarray,
                    incomplete: dict[str, str]) -> pd.DataFrame:
     """The subset runs of ``seeds`` in the study's :data:`TAIL_FOLDER` that go beyond the baseline's last loop
     (every seed's): ``(seeds, 3 x fractions)`` columns ``(name, fraction)`` for ``map``, ``n_labeled_frames`` and
-    ``n_labeled_boxes``; empty (no columns) where there are none, or where a fraction lacks a seed (then noted in
-    ``incomplete``)."""
+    ``n_labeled_boxes``; a fraction that lacks a seed is left out (and noted in ``incomplete``)."""
     subsets = study.subsets
     subsets = subsets[subsets["run"].map(lambda run: Path(run).parent.name == TAIL_FOLDER)
                       & (subsets["n_labeled_frames"] > baseline_frames[:, -1].max())]
@@ -242,11 +241,11 @@ def _baseline_tail(study: Study, seeds: np.ndarray, baseline_frames: np.ndarray,
         return pd.DataFrame(index=seeds)
     tail = subsets.pivot_table(index="seed", columns="target_fraction",
                                values=["map", "n_labeled_frames", "n_labeled_boxes"]).reindex(seeds)
-    if tail.isna().any().any():
-        missing = sorted({f"{fraction:g}" for (_, fraction), column in tail.items() if column.isna().any()})
-        incomplete[f"{BASELINE} tail"] = f"fractions {missing} lack some of the seeds {seeds.tolist()}"
-        return pd.DataFrame(index=seeds)
-    return tail
+    missing = sorted({fraction for (_, fraction), column in tail.items() if column.isna().any()})
+    if missing:
+        incomplete[f"{BASELINE} tail"] = (f"fractions {[f'{f:g}' for f in missing]} lack some of the seeds "
+                                          f"{seeds.tolist()} and are left out")
+    return tail.loc[:, ~tail.columns.get_level_values("target_fraction").isin(missing)]
 
 
 def ratio_with_interval(curves: Curves, arm: str, unit: str, level: float, resamples: int,
