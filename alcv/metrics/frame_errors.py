@@ -23,8 +23,6 @@ from alcv.models.detections import Detections
 MATCH_DISTANCE = 2.0
 #: IoU for a match of image boxes (COCO's loosest threshold)
 MATCH_IOU = 0.5
-#: the columns of :func:`frame_errors`
-ERROR_COLUMNS = ("boxes", "misses", "false_alarms")
 
 
 def pair_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -55,7 +53,7 @@ def frame_truth(detections: Sequence[Detections], gt_boxes: Sequence[Tensor], gt
         predictions, those that matched, and the sum of their scores.
     """
     if not len(detections) == len(gt_boxes) == len(gt_labels):
-        raise ValueError(f"frame_errors: {len(detections)} frames of detections for {len(gt_boxes)} of ground truth")
+        raise ValueError(f"frame_truth: {len(detections)} frames of detections for {len(gt_boxes)} of ground truth")
     width = 7 if any(d.boxes.shape[-1] == 7 for d in detections) or any(b.shape[-1] == 7 for b in gt_boxes) else 4
 
     def joined(parts: list[np.ndarray], shape: tuple[int, ...], dtype: type) -> np.ndarray:
