@@ -103,6 +103,8 @@ BASELINE = "random"
 LEVELS = (0.9, 0.95)
 #: the folder of random's tail in a study (see ``--baseline-tail``)
 TAIL_FOLDER = "random_tail"
+#: the folder of a study's screening runs: one seed, the protocol's first loops (see :func:`screen_table`)
+SCREEN_FOLDER = "screen"
 #: overrides that are the protocol, not the arm: left out of the run folders' names
 PROTOCOL_KEYS = ("experiment", "hydra/launcher", "hydra.launcher.n_jobs", "trainer.enable_progress_bar")
 
@@ -203,6 +205,7 @@ def collect(study: Study) -> tuple[Curves, dict[str, str]]:
     """The complete runs of the seeds that have a full-pool run and a complete baseline run, for every arm that
     completed all of them; and the other arms, each with what it lacks."""
     records = study.records.assign(arm=arms_of(study.records))
+    records = records[records["run"].map(lambda run: Path(run).parent.name != SCREEN_FOLDER)]
     full = study.subsets[study.subsets["target_fraction"] >= 1.0].groupby("seed")["map"].mean()
     runs = records[records["study_type"] == "active_learning"]
     complete = runs.groupby("run")["loop"].transform("max") + 1 == runs["num_loops"]
@@ -268,8 +271,9 @@ def _number(value: float, digits: int = 2) -> str:
     return "none" if not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
-    """The cost, per-seed curves, ratio table and summary line, as text lines."""
+def summarise(study_dir: Path, resamples: int, seed: int, screen: tuple[int, int] = (0, 4)) -> list[str]:
+    """The cost, per-seed curves, ratio table and summary line, then the screen of ``screen = (seed, loops)``
+    (:func:`screen_table`) and the diagnosis, as text lines."""
     study = load_study([study_dir])
     curves, incomplete = collect(study)
     rng = np.random.default_rng(seed)
@@ -303,7 +307,79 @@ def summarise(study_dir: Path, resamples: int, seed: int) -> list[str]:
               "reaches it, so the ratio is above b); auc: mean mAP over the frames every arm covers; AP per "
               "class at the last loop", "", table.to_string(index=False), ""]
     lines.append(_best_line(table, curves.seeds.size))
-    return lines + _diagnosis(study)
+    return lines + _screen(study, curves, *screen) + _diagnosis(study)
+
+
+def screen_table(study: Study, seed: int, loops: int) -> pd.DataFrame:
+    """The screen: every arm with a run of ``seed`` that completed at least ``loops`` loops, in the study's arms or
+    its :data:`SCREEN_FOLDER` (the arms' own run where both hold one), over its first ``loops`` loops: the test mAP
+    of each (``map/0`` is the same random start for every arm of a seed), ``acquired``: their mean after loop 0,
+    ``vs_random``: that minus the baseline's (``random@boxes``'s for a box budget, where screened), the labeled
+    frames and boxes and the AP per class at the last, and ``error_lift``: the mean over the acquisitions that
+    chose those loops' frames (NaN without ``pool_truth``). Best ``acquired`` first."""
+    runs = study.active_learning.assign(arm=lambda frame: arms_of(frame))
+    runs = runs[(runs["seed"] == seed) & (runs["loop"] < loops)]
+    runs = runs[runs.groupby("run")["loop"].transform("count") == loops]
+    in_screen = runs["run"].map(lambda run: Path(run).parent.name == SCREEN_FOLDER)
+    chosen = runs.assign(in_screen=in_screen).sort_values(["in_screen", "run"]).drop_duplicates("arm")["run"]
+    rows = []
+    for arm, group in runs[runs["run"].isin(chosen)].sort_values("loop").groupby("arm"):
+        last = group.iloc[-1]
+        lifts = [summary["error_lift"] for summary in group["pool_truth"].iloc[:-1]
+                 if isinstance(summary, dict) and summary.get("error_lift") is not None]
+        maps = {f"map/{loop}": value for loop, value in zip(group["loop"], group["map"], strict=True)}
+        rows.append({"arm": arm, **maps, "acquired": group["map"].iloc[1:].mean(),
+                     "frames": last["n_labeled_frames"], "boxes": last["n_labeled_boxes"],
+                     **{f"ap/{name}": last[f"ap/{name}"] for name in study.class_names},
+                     "error_lift": float(np.mean(lifts)) if lifts else np.nan})
+    table = pd.DataFrame(rows)
+    if table.empty or BASELINE not in set(table["arm"]):
+        return table
+    acquired = dict(zip(table["arm"], table["acquired"], strict=True))
+
+    def baseline_of(arm: str) -> float:  # a box budget is held against random's box budget where screened
+        boxes = arm.endswith(BOX_SUFFIX) and f"{BASELINE}{BOX_SUFFIX}" in acquired
+        return acquired[f"{BASELINE}{BOX_SUFFIX}" if boxes else BASELINE]
+
+    table.insert(table.columns.get_loc("acquired") + 1, "vs_random",
+                 table["acquired"] - table["arm"].map(baseline_of))
+    return table.sort_values("acquired", ascending=False).round(3)
+
+
+def screen_noise(curves: Curves, loops: int) -> dict[str, float]:
+    """Per arm with curves of two or more seeds (but the baseline): the standard deviation over seeds of its mean
+    mAP over loops ``1 .. loops - 1`` minus the baseline's at the same seed, i.e. how far apart one seed's screen
+    can put an arm and random when only the seed differs."""
+    if curves.seeds.size < 2:
+        return {}
+    baseline = curves.maps[BASELINE][:, 1:loops].mean(axis=1)
+    return {arm: float(np.std(maps[:, 1:loops].mean(axis=1) - baseline, ddof=1))
+            for arm, maps in curves.maps.items() if arm != BASELINE and maps.shape[1] >= loops}
+
+
+def _screen(study: Study, curves: Curves, seed: int, loops: int) -> list[str]:
+    """The screen's table and its rule as text lines (none without a screened arm but the baseline)."""
+    table = screen_table(study, seed, loops)
+    if len(table) < 2 or "vs_random" not in table:
+        return []
+    noise = screen_noise(curves, loops)
+    lines = ["", f"screen: every arm's run of seed {seed} over its first {loops} loops ({SCREEN_FOLDER}/ holds the "
+             "runs made only for it); acquired: the mean mAP after loop 0, vs_random: that minus random's at the "
+             "same seed (random@boxes's for a box budget); error_lift: the mean over the acquisitions that chose "
+             "these frames"]
+    every = np.arange(curves.seeds.size)
+    half = 0.5 * curves.reach(BASELINE, "frames", 0.95, every)
+    if np.isfinite(half):
+        lines.append(f"an arm at half random's frames to 95 % reaches {0.95 * curves.full_map.mean():.3f} by "
+                     f"{half:.0f} frames")
+    if noise:
+        margin = 2 * max(noise.values())
+        lines.append("seed noise of vs_random (std over seeds of the same difference, arms with more seeds): "
+                     + ", ".join(f"{arm} {value:.3f}" for arm, value in sorted(noise.items()))
+                     + f"; rule fixed before the screen: an arm goes on to more seeds if its acquired mean is within "
+                       f"twice the largest ({margin:.3f}) of the best arm's")
+        table["goes_on"] = np.where(table["acquired"] >= table["acquired"].max() - margin, "yes", "no")
+    return [*lines, "", table.to_string(index=False)]
 
 
 def _diagnosis(study: Study) -> list[str]:
@@ -393,6 +469,8 @@ def main() -> None:
     parser.add_argument("--skip-runs", action="store_true", help="only tabulate the runs already in --study")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples over seeds")
     parser.add_argument("--out", type=Path, help="also write the table here, after the command that made it")
+    parser.add_argument("--screen", type=int, nargs=2, default=(0, 4), metavar=("SEED", "LOOPS"),
+                        help="tabulate the screen: every arm's run of SEED over its first LOOPS loops")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
     if BASELINE not in args.arms:
@@ -402,7 +480,7 @@ def main() -> None:
         run_study(study, args.seeds, args.arms, args.jobs, args.overrides, args.box_query, args.baseline_tail)
         alcv(str(study), "--out", str(study / "report"), "--levels", *map(str, LEVELS), "--baseline", BASELINE,
              command="alcv-report")
-    lines = summarise(study, args.resamples, seed=0)
+    lines = summarise(study, args.resamples, seed=0, screen=tuple(args.screen))
     print("\n".join(lines))
     if args.out:
         command = "python benchmarks/label_efficiency.py " + " ".join(sys.argv[1:])
