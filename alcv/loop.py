@@ -35,19 +35,20 @@ from alcv.callbacks import ActiveLearningCallback
 from alcv.config import register_resolvers
 from alcv.data.datamodule import ActiveDataModule
 from alcv.models.committee import CommitteeModule
+from alcv.models.detection_module import DetectionModule
 from alcv.models.detections import PredictionRequest
 from alcv.models.mirror import MirroredPassModule
 from alcv.pool import LabelPool
-from alcv.run_files import Progress, RunFiles, loop_folder
+from alcv.run_files import POOL_STATE_FILE, Progress, RunFiles, loop_folder
 from alcv.run_records import OBJECTIVES, RESULTS_FILE, LoopRecord, check_objective
 from alcv.safe_io import checked_inside
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
+from alcv.settings import STUDY_TYPES, check_settings, composed_experiment
 from alcv.strategies import SelectionRules, Strategy
 
 log = logging.getLogger(__name__)
 
 
-STUDY_TYPES = ("active_learning", "subset")
 #: the loop settings that shape each acquisition; recorded per loop, so that a report tells variants apart
 SELECTION_SETTINGS = ("query_size", "budget_unit", "cost", "spread")
 
@@ -76,28 +77,77 @@ def selection_rules(loop_cfg: DictConfig) -> SelectionRules:
                           min_gap_seconds=spread.get("min_gap_seconds"), strict_spread=spread.get("strict", False))
 
 
-def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
-    """Reject loop settings that cannot work, before anything trains; messages name the setting."""
+def check_schedule(loop_cfg: DictConfig) -> None:
+    """Reject a loop schedule that cannot work whatever the data (the number of loops, the budget per query, the
+    study type, the objective), before the run folder is read or written; messages name the setting."""
     study_type = loop_cfg.get("study_type", "active_learning")
     if study_type not in STUDY_TYPES:
         raise ValueError(f"loop.study_type: unknown '{study_type}', expected one of {STUDY_TYPES}")
-    initial, query, loops = initial_size(loop_cfg, pool_size), loop_cfg.query_size, loop_cfg.num_loops
+    initial_size(loop_cfg, pool_size=1)  # its checks (one of size and fraction, the fraction's range) need no pool
+    query, loops = loop_cfg.query_size, loop_cfg.num_loops
     if study_type == "subset" and loops != 1:
         raise ValueError(f"loop.study_type=subset trains one model on one random subset: loop.num_loops must be "
                          f"1, got {loops}")
     if loops < 1:
         raise ValueError(f"loop.num_loops must be >= 1, got {loops}")
-    if not 1 <= initial <= pool_size:
-        raise ValueError(f"loop.initial_size must be in [1, {pool_size}] (the pool's size), got {initial}")
     if loops > 1 and query < 1:
         raise ValueError(f"loop.query_size must be >= 1, got {query}")
+    if loop_cfg.get("budget_unit", "frames") == "frames" and query != int(query):
+        raise ValueError(f"loop.query_size={query}: a budget in frames (loop.budget_unit=frames) is a whole number "
+                         "of frames; a fractional budget needs loop.budget_unit=boxes")
     selection_rules(loop_cfg)
     check_objective(loop_cfg.get("objective", OBJECTIVES[0]))
+
+
+def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
+    """Reject loop settings that cannot work on a pool of ``pool_size`` frames (:func:`check_schedule`, then the
+    initial set and the queries against the pool), before anything trains; messages name the setting."""
+    check_schedule(loop_cfg)
+    initial, query, loops = initial_size(loop_cfg, pool_size), loop_cfg.query_size, loop_cfg.num_loops
+    if not 1 <= initial <= pool_size:
+        raise ValueError(f"loop.initial_size must be in [1, {pool_size}] (the pool's size), got {initial}")
     needed = initial + query * (loops - 1)
     if loop_cfg.get("budget_unit", "frames") == "frames" and needed > pool_size:
         raise ValueError(f"loop.query_size={query} with loop.initial_size={initial} and loop.num_loops={loops} "
                          f"needs {needed} frames but the pool holds {pool_size}; at most "
                          f"{(pool_size - initial) // max(loops - 1, 1)} frames per query fit")
+
+
+def check_saved_pool(pool: LabelPool, split: np.ndarray, path: Path, data: str) -> None:
+    """Refuse a resumed run whose saved pool (read from ``path``) is not the data's pool split ``split``
+    (absolute dataset indices): its frames would not be the frames it claims to have labeled.
+
+    Raises:
+        ValueError: naming the file, the field and frames that differ.
+    """
+    foreign, absent = np.setdiff1d(pool.indices, split), np.setdiff1d(split, pool.indices)
+    if foreign.size or absent.size:
+        raise ValueError(f"{path}: field 'indices' is not the pool split of data '{data}': "
+                         f"{foreign.size} of its frames are not in the split (e.g. {foreign[:3].tolist()}) and "
+                         f"{absent.size} frames of the split are not in it (e.g. {absent[:3].tolist()})")
+
+
+def check_training(cfg: DictConfig, model: pl.LightningModule) -> None:
+    """Build what every loop will train with once, before anything is written, so that settings it refuses fail
+    here and not after ``run.json``: the Trainer (``trainer.*``) and the model's optimiser and scheduler. A run that
+    would not train (``trainer.max_epochs=0``, or no end to training) is refused too, since its results would be
+    those of an untrained model.
+
+    Raises:
+        ValueError: naming the setting and what refused it.
+    """
+    epochs, steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1)
+    if not (epochs is not None and epochs >= 1) and not (steps is not None and steps >= 1):
+        raise ValueError(f"trainer.max_epochs={epochs} with trainer.max_steps={steps}: every loop must train and "
+                         "stop, so set trainer.max_epochs >= 1 (each epoch is data.epoch_size samples) or "
+                         "trainer.max_steps >= 1")
+    try:
+        hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    except Exception as error:  # Lightning refuses settings with several kinds of error; all are the user's
+        cause = error.__cause__ or error  # Hydra's InstantiationException wraps what the Trainer raised
+        raise ValueError(f"trainer: the Trainer refused these settings: {cause}") from error
+    if isinstance(model, DetectionModule):
+        model.check_optimization()
 
 
 #: a model config of each modality, named in the error of :func:`check_modality`
@@ -293,11 +343,14 @@ def prepare(cfg: DictConfig, files: RunFiles, progress: Progress, config: dict[s
     seed = int(cfg.seed)
     datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
     strategy: Strategy = hydra.utils.instantiate(cfg.strategy)
+    if progress.pool is not None:
+        check_saved_pool(progress.pool, datamodule.pool_split(), files.output_dir / POOL_STATE_FILE, datamodule.name)
     pool = progress.pool if progress.pool is not None else LabelPool(datamodule.pool_split())
     check_loop_config(cfg.loop, len(pool))
     pl.seed_everything(derive_seed(seed, TRAINING, 0), workers=True)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
     check_modality(datamodule, model)
+    check_training(cfg, model)
     _extra_callbacks(cfg, files.output_dir)  # built again for every loop; here to refuse bad ones before any file
     logger = _logger(cfg, files.output_dir, progress.logger_version)
     files.start(config, None if logger is None else logger.version)
@@ -455,8 +508,10 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     NaN read back from the file of an earlier attempt is None).
     """
     register_resolvers()
-    files = RunFiles(Path(cfg.output_dir))
     config = OmegaConf.to_container(cfg, resolve=True)
+    check_settings(config, composed_experiment())
+    check_schedule(cfg.loop)
+    files = RunFiles(Path(cfg.output_dir))
     progress = files.resume(config)
     if progress.completed_loops == int(cfg.loop.num_loops):
         log.info("the run in %s has completed all %d loops; nothing to do", files.output_dir, progress.completed_loops)

@@ -184,8 +184,8 @@ def test_subset_run_trains_once_on_a_fraction_of_the_pool(compose_cfg: Compose) 
     ("loop.initial_fraction=0.5", r"set exactly one of loop.initial_size .* and loop.initial_fraction"),
     ("loop=subset", r"set exactly one of loop.initial_size"),
     ("loop.study_type=subset", r"loop.num_loops must be 1, got 2"),
-    ("loop.study_type=bandit", r"loop.study_type: unknown 'bandit'"),
-    ("loop.objective=auc", r"loop.objective: unknown 'auc', expected one of \('final_map'"),
+    ("loop.study_type=bandit", r"loop.study_type='bandit': expected one of 'active_learning', 'subset'"),
+    ("loop.objective=auc", r"loop.objective='auc': expected one of 'final_map', 'learning_curve_area'"),
 ])
 def test_bad_settings_fail_before_any_training(compose_cfg: Compose, override: str, message: str) -> None:
     cfg = compose_cfg(*TINY, override)

@@ -83,6 +83,24 @@ class DetectionModule(pl.LightningModule):
         self.extra_test_results = {name: self._log_result(f"test/{name}", metric, lambda result: result.as_dict())
                                    for name, metric in self.extra_test_metrics.items()}
 
+    def check_optimization(self, total_steps: int = 100) -> None:
+        """Build the optimiser and the scheduler once on throwaway copies (the module's parameters are not
+        touched), so that settings they refuse (e.g. a negative learning rate) fail before a run writes anything.
+
+        Raises:
+            ValueError: naming ``model.optimizer`` or ``model.scheduler`` and what refused it.
+        """
+        try:
+            optimizer = self.optimizer_factory([torch.nn.Parameter(p.detach().clone()) for p in self.parameters()
+                                                if p.requires_grad])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"model.optimizer: {_settings(self.optimizer_factory)} refused: {error}") from error
+        if self.scheduler_factory is not None:
+            try:
+                self.scheduler_factory(optimizer, total_steps=total_steps)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"model.scheduler: {_settings(self.scheduler_factory)} refused: {error}") from error
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
@@ -90,3 +108,10 @@ class DetectionModule(pl.LightningModule):
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _settings(factory: Any) -> str:
+    """A factory (a ``functools.partial`` from a ``_partial_`` config) as ``Name(key=value, ...)``."""
+    name = getattr(getattr(factory, "func", factory), "__name__", repr(factory))
+    keywords = getattr(factory, "keywords", {}) or {}
+    return f"{name}(" + ", ".join(f"{key}={value!r}" for key, value in keywords.items()) + ")"
