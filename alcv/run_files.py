@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from alcv.run_records import (
     REQUIRED_FIELDS,
     RESULTS_FILE,
     SELECTIONS_FILE,
+    LoopRecord,
     append_jsonl,
     read_jsonl,
     write_jsonl_atomically,
@@ -94,6 +96,17 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
 
 
 @dataclass(frozen=True)
+class SelectionLine:
+    """The fields of a ``selections.jsonl`` line, the types a resumed run checks: the frames labeled for loop
+    ``loop`` (absolute dataset indices, in the strategy's order) and their scores (null for loop 0's random set;
+    a null score stands for NaN)."""
+
+    loop: int
+    indices: list[int]
+    scores: list[float] | None = None
+
+
+@dataclass(frozen=True)
 class Progress:
     """What earlier attempts of a run in the same output folder completed.
 
@@ -139,17 +152,17 @@ class RunFiles:
             config: this attempt's resolved config (plain containers), compared with the saved one.
 
         Raises:
-            FileExistsError: the folder holds results or selections but no ``run.json`` (not a run that can
-                be resumed; results are never overwritten).
+            FileExistsError: the folder holds one of a run's files (results, selections, the pool's state,
+                weights, a loop's folder) but no ``run.json``: not a run that can be resumed, and never overwritten.
             ValueError: the config differs from the saved one in a setting outside :data:`RESUMABLE_CHANGES`,
                 or the saved files are malformed or disagree; the message names the file and the field.
         """
         run_path = self._path(RUN_FILE)
         if not run_path.exists():
-            for name in (RESULTS_FILE, SELECTIONS_FILE):
+            for name in (RESULTS_FILE, SELECTIONS_FILE, POOL_STATE_FILE, WEIGHTS_FILE, loop_folder(0)):
                 if self._path(name).exists():
                     raise FileExistsError(f"{self._path(name)} already exists but {run_path} does not, so this is "
-                                          "not a run that can be resumed; give the run a new output_dir (results "
+                                          "not a run that can be resumed; give the run a new output_dir (a run's "
                                           "files are never overwritten)")
             return Progress()
         saved = self._read_run(run_path)
@@ -160,6 +173,10 @@ class RunFiles:
                              "its own settings, or give this run a new output_dir")
         records = self._completed_records()
         completed = len(records)
+        if completed > int(config["loop"]["num_loops"]):
+            raise ValueError(f"{self._path(RESULTS_FILE)}: holds {completed} completed loops but loop.num_loops is "
+                             f"{config['loop']['num_loops']}; this is not the run it claims to be (resume it with "
+                             "its own settings, or give this run a new output_dir)")
         version = saved.get("logger_version")
         if completed == 0:
             self._drop_interrupted(completed, [], [])
@@ -180,13 +197,19 @@ class RunFiles:
             raise ValueError(f"{path}: field 'config' missing; expected a JSON object with the run's config")
         if saved.get("format") != RUN_FORMAT:
             raise ValueError(f"{path}: field 'format' is {saved.get('format')!r}, expected {RUN_FORMAT}")
+        version = saved.get("logger_version")
+        if not (version is None or (isinstance(version, int) and not isinstance(version, bool) and version >= 0)
+                or (isinstance(version, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", version)
+                    and version not in (".", ".."))):
+            raise ValueError(f"{path}: field 'logger_version' is {version!r}; expected null, a whole number >= 0 or "
+                             "a run id of letters, digits, '_', '-' and '.' (the W&B or CSV run to continue)")
         return saved
 
     def _completed_records(self) -> list[dict[str, Any]]:
         path = self._path(RESULTS_FILE)
         if not path.exists():
             return []
-        records = list(read_jsonl(path, required=REQUIRED_FIELDS, complete_lines_only=True))
+        records = list(read_jsonl(path, required=REQUIRED_FIELDS, complete_lines_only=True, schema=LoopRecord))
         loops = [record["loop"] for record in records]
         if loops != list(range(len(records))):
             raise ValueError(f"{path}: field 'loop' runs {loops}; expected 0, 1, 2, ... (one line per completed "
@@ -194,9 +217,11 @@ class RunFiles:
         return records
 
     def _selections_until(self, last: int) -> list[dict[str, Any]]:
-        """The selection lines of loops ``0 .. last``, checked to be one per loop."""
+        """The selection lines of loops ``0 .. last``, checked field by field (:class:`SelectionLine`) and to be
+        one per loop."""
         path = self._path(SELECTIONS_FILE)
-        lines = list(read_jsonl(path, required=("loop", "indices"), complete_lines_only=True)) if path.exists() else []
+        lines = list(read_jsonl(path, required=("loop", "indices"), complete_lines_only=True,
+                                schema=SelectionLine)) if path.exists() else []
         kept = [line for line in lines if line["loop"] <= last]
         loops = [line["loop"] for line in kept]
         if loops != list(range(last + 1)):

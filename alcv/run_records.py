@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from alcv.safe_io import write_text_atomically
+from alcv.value_types import describe, fits
 
 RESULTS_FILE = "results.jsonl"
 SELECTIONS_FILE = "selections.jsonl"
@@ -165,14 +167,18 @@ def write_jsonl_atomically(path: str | os.PathLike[str], records: Sequence[Mappi
 
 
 def read_jsonl(path: str | os.PathLike[str], required: Sequence[str] = (),
-               skipped: list[str] | None = None, complete_lines_only: bool = False) -> Iterator[dict[str, Any]]:
+               skipped: list[str] | None = None, complete_lines_only: bool = False,
+               schema: type | None = None) -> Iterator[dict[str, Any]]:
     """The records of a JSON-lines file (blank lines ignored).
 
-    A line that is not JSON, not a JSON object, or an object lacking one of the ``required`` fields raises a
-    ValueError naming the file, the line number and the problem, or, when a ``skipped`` list is given, is
-    skipped with that message appended to the list (so a reader can go on with the rest). With
-    ``complete_lines_only`` a last line without its newline (one a killed process was appending) is ignored.
+    A line that is not JSON, not a JSON object, an object lacking one of the ``required`` fields, or (with a
+    dataclass ``schema``, e.g. :class:`LoopRecord`) one whose field is not of its field's type (null standing for
+    NaN) raises a ValueError naming the file, the line number and the problem (``FILE:LINE: field 'map' must be a
+    number, got 'high'``), or, when a ``skipped`` list is given, is skipped with that message appended to the
+    list (so a reader can go on with the rest). With ``complete_lines_only`` a last line without its newline (one
+    a killed process was appending) is ignored.
     """
+    hints = typing.get_type_hints(schema) if schema is not None else {}
     with open(path) as handle:
         for number, line in enumerate(handle, start=1):
             if complete_lines_only and not line.endswith("\n"):
@@ -189,6 +195,10 @@ def read_jsonl(path: str | os.PathLike[str], required: Sequence[str] = (),
                     problem = f"expected a JSON object, got {type(record).__name__}"
                 elif missing:
                     problem = f"the record lacks fields {missing}"
+                elif wrong := [f"field '{name}' must be {describe(hints[name])}, got {value!r}"
+                               for name, value in record.items() if name in hints
+                               and not fits(value, hints[name], null_numbers=True)]:
+                    problem = wrong[0]
                 else:
                     yield record
                     continue
@@ -198,5 +208,6 @@ def read_jsonl(path: str | os.PathLike[str], required: Sequence[str] = (),
 
 
 def read_results(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The per-loop records of the run in ``run_dir``, each checked for :data:`REQUIRED_FIELDS`."""
-    return list(read_jsonl(Path(run_dir) / RESULTS_FILE, required=REQUIRED_FIELDS))
+    """The per-loop records of the run in ``run_dir``, each checked for :data:`REQUIRED_FIELDS` and the types of
+    :class:`LoopRecord`."""
+    return list(read_jsonl(Path(run_dir) / RESULTS_FILE, required=REQUIRED_FIELDS, schema=LoopRecord))

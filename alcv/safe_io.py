@@ -62,6 +62,14 @@ def refuse_non_empty(folder: Path) -> None:
         raise FileExistsError(f"{folder} already exists and is not an empty folder; write into a new folder")
 
 
+def file_in_the_way(folder: str | os.PathLike[str]) -> Path | None:
+    """The existing file that stops ``folder`` from being made (``folder`` itself, or a folder above it), or
+    None."""
+    path = Path(folder)
+    return next((candidate for candidate in (path, *path.parents) if candidate.exists() and not candidate.is_dir()),
+                None)
+
+
 def checked_inside(folder: str | os.PathLike[str], path: str | os.PathLike[str], setting: str) -> Path:
     """``path`` (relative paths are taken from ``folder``) resolved, after checking that it lies in ``folder``.
 

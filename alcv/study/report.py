@@ -29,7 +29,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
-from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, curve_average, read_jsonl
+from alcv.run_records import REQUIRED_FIELDS, RESULTS_FILE, LoopRecord, curve_average, read_jsonl
+from alcv.safe_io import file_in_the_way
 from alcv.study.selections import plot_selection_stats, selection_table
 
 #: fractions of the full-data mAP for which the labels-needed table counts labels
@@ -144,7 +145,7 @@ def load_study(paths: Sequence[str | Path]) -> Study:
     notes: list[str] = []
     read: list[tuple[Path, dict]] = []
     for path in files:
-        records = list(read_jsonl(path, required=REQUIRED_FIELDS, skipped=notes))
+        records = list(read_jsonl(path, required=REQUIRED_FIELDS, skipped=notes, schema=LoopRecord))
         if not records:
             notes.append(f"{path}: no complete records (the run stopped before its first loop finished)")
         read += [(path, record) for record in records]
@@ -174,10 +175,28 @@ def load_study(paths: Sequence[str | Path]) -> Study:
     for name in class_names:
         if f"ap/{name}" not in records:
             records[f"ap/{name}"] = np.nan
+    records = _one_run_per_seed(records, notes)
     study = Study(records.sort_values(["study_type", "strategy", "seed", "loop"], ignore_index=True),
                   tuple(class_names), next(iter(datasets)), notes)
     _note_incomplete_runs(study)
     return study
+
+
+def _one_run_per_seed(records: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The records of one run per (study type, strategy label, seed, subset fraction): where several runs are
+    the same setting and seed (e.g. a run copied into two folders), they are not independent seeds, so the one
+    whose folder sorts first is kept and a note names the others."""
+    keys = ["study_type", "strategy", "seed", "target_fraction"]
+    runs = records.drop_duplicates("run")[[*keys, "run"]].fillna({"target_fraction": -1.0})
+    kept = []
+    for _, group in runs.groupby(keys, dropna=False):
+        folders = sorted(group["run"])
+        kept.append(folders[0])
+        if len(folders) > 1:
+            notes.append(f"{len(folders)} runs are {group['strategy'].iloc[0]} seed {group['seed'].iloc[0]}"
+                         f"{'' if group['study_type'].iloc[0] != 'subset' else ' of one subset fraction'}: "
+                         f"{', '.join(folders)}; the report keeps {folders[0]} and leaves out the others")
+    return records[records["run"].isin(kept)]
 
 
 def _note_incomplete_runs(study: Study) -> None:
@@ -702,10 +721,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(rebuilt from run.json; generates or reads every pool frame's labels once)")
     parser.add_argument("--wandb", action="store_true", help="also log the figures and tables to W&B")
     args = parser.parse_args(argv)
+    if outside := [level for level in args.levels if not 0 < level <= 1]:
+        parser.error(f"--levels {' '.join(f'{level:g}' for level in outside)}: expected fractions of the full-data "
+                     "mAP in (0, 1], e.g. --levels 0.9 0.95")
+    out = Path(args.out) if args.out else Path(args.paths[0]) / "report"
+    if (blocking := file_in_the_way(out)) is not None:
+        parser.error(f"--out {out}: {blocking} is a file; expected a folder to write the report into")
     try:
         study = load_study(args.paths)
-        report = write_report(study, args.out or Path(args.paths[0]) / "report", args.strategy, args.levels,
-                              args.baseline, args.selections)
+        report = write_report(study, out, args.strategy, args.levels, args.baseline, args.selections)
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"alcv-report: error: {error}\n")
     for note in study.notes:
