@@ -282,21 +282,33 @@ def test_lru_cache_decodes_each_image_once_and_evicts_the_oldest(splits: dict[st
     assert len(decoded) == 2
 
 
-def test_image_whose_size_differs_from_its_record_is_an_error_when_read(tmp_path: Path) -> None:
-    data = standard_data()
-    splits = write_splits(tmp_path, data)
+def test_image_whose_size_differs_from_its_record_is_an_error_when_the_dataset_is_built(tmp_path: Path) -> None:
+    """Every image's header is read when the dataset is built, so a wrong record fails before any training."""
+    splits = write_splits(tmp_path, standard_data())
     Image.new("RGB", (41, 30)).save(Path(splits["pool"]["images"]) / "000005.png")
+    with pytest.raises(ValueError, match=r"pool/instances\.json: image id 5: image file .*000005\.png is 41 x 30 "
+                                         r"pixels but its record says width 40, height 30"):
+        CocoDataset(splits, CLASS_MAP)
+
+
+def test_undecodable_image_is_an_error_naming_the_file_when_the_dataset_is_built(tmp_path: Path) -> None:
+    splits = write_splits(tmp_path, standard_data())
+    (Path(splits["pool"]["images"]) / "000005.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"pool/instances\.json: image id 5: image file .*000005\.png cannot be "
+                                         r"decoded"):
+        CocoDataset(splits, CLASS_MAP)
+
+
+def test_an_image_changed_after_the_dataset_was_built_is_an_error_naming_it_when_read(tmp_path: Path) -> None:
+    splits = write_splits(tmp_path, standard_data())
     dataset = CocoDataset(splits, CLASS_MAP)
+    Image.new("RGB", (41, 30)).save(Path(splits["pool"]["images"]) / "000005.png")
     with pytest.raises(ValueError, match=r"000005\.png: image id 5 decodes to 41x30 pixels but its record says "
                                          r"width=40, height=30"):
         dataset[1]
-
-
-def test_undecodable_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
-    splits = write_splits(tmp_path, standard_data())
     (Path(splits["pool"]["images"]) / "000005.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"000005\.png: cannot decode"):
-        CocoDataset(splits, CLASS_MAP)[1]
+        dataset[1]
 
 
 Mutation = Callable[[dict[str, Any]], Any]

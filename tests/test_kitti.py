@@ -290,7 +290,20 @@ BAD_INPUT = {
     "non-numeric value": (set_label(1, label_line("Car", 1.5, 1.6, 3.9, 2.0, 1.7, 10.0, 0.0).replace(" 1.7 ", " abc ")),
                           ValueError, "label_2/000001.txt, line 1: y 'abc' is not a number"),
     "negative dimension": (set_label(1, label_line("Car", 1.5, -1.6, 3.9, 2.0, 1.7, 10.0, 0.0)), ValueError,
-                           "label_2/000001.txt, line 1: negative dimension h=1.5 w=-1.6 l=3.9"),
+                           "label_2/000001.txt, line 1: dimensions h=1.5 w=-1.6 l=3.9; expected a box of positive"),
+    "zero size": (set_label(1, label_line("Car", 1.5, 1.6, 0.0, 2.0, 1.7, 10.0, 0.0)), ValueError,
+                  r"label_2/000001.txt, line 1: dimensions h=1.5 w=1.6 l=0; expected a box of positive size \(metres"),
+    "R0_rect scaled": (set_file("calib/000001.txt", IDEAL_CALIB.replace("R0_rect: 1 0 0 0 1 0 0 0 1",
+                                                                        "R0_rect: 2 0 0 0 1 0 0 0 1")),
+                       ValueError, "calib/000001.txt: the rotation of R0_rect is not a rotation .*differs from the "
+                                   "identity by up to 3"),
+    "R0_rect a reflection": (set_file("calib/000001.txt", IDEAL_CALIB.replace("R0_rect: 1 0 0 0 1 0 0 0 1",
+                                                                              "R0_rect: -1 0 0 0 1 0 0 0 1")),
+                             ValueError, "calib/000001.txt: the rotation of R0_rect is not a rotation .*determinant "
+                                         "is -1"),
+    "Tr_velo_to_cam sheared": (set_file("calib/000001.txt", IDEAL_CALIB.replace("Tr_velo_to_cam: 0 -1 0",
+                                                                                "Tr_velo_to_cam: 0.5 -1 0")),
+                               ValueError, "calib/000001.txt: the rotation of Tr_velo_to_cam is not a rotation"),
     "unknown type": (set_label(2, label_line("Tram", 3.5, 2.6, 15.0, 2.0, 1.7, 10.0, 0.0)), ValueError,
                      "label_2/000001.txt, line 2: KITTI type 'Tram' is in no class_map entry; add it to class_map "
                      "or drop_types"),

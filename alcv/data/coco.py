@@ -122,7 +122,7 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
 
     modality: ClassVar[str] = "camera"
 
-    def __init__(self, splits: Mapping[str, Mapping[str, str]],
+    def __init__(self, splits: Mapping[str, Mapping[str, str] | None],
                  class_map: Mapping[str, Sequence[str | int]] | None = None, class_names: Sequence[str] | None = None,
                  held_out: Mapping[str, float] | None = None, split_seed: int = 0, min_box_size: float = 1.0,
                  cache_size: int = 0, fps: float = 10.0) -> None:
@@ -172,7 +172,7 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
         return entries
 
     @staticmethod
-    def _check_splits(splits: Mapping[str, Mapping[str, str]], fractions: Mapping[str, float]
+    def _check_splits(splits: Mapping[str, Mapping[str, str] | None], fractions: Mapping[str, float]
                       ) -> dict[str, tuple[Path, Path]]:
         if not isinstance(splits, Mapping):
             raise ValueError(f"CocoDataset: 'splits' must map split names to {{images, annotations}}, got "
@@ -272,7 +272,7 @@ def _category_labels(path: Path, categories: list[Any], class_entries: Mapping[s
 
 
 def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) -> dict[int, dict[str, Any]]:
-    """Validated image records by image id, with the file checked to exist."""
+    """Validated image records by image id, each file's header checked (:func:`check_image_header`)."""
     records: dict[int, dict[str, Any]] = {}
     for position, image in enumerate(images):
         if not isinstance(image, dict):
@@ -293,8 +293,7 @@ def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) 
         if not isinstance(image["file_name"], str) or not image["file_name"]:
             raise ValueError(f"{path}: image id {image_id}: 'file_name' must be a non-empty string")
         file = images_dir / image["file_name"]
-        if not file.is_file():
-            raise FileNotFoundError(f"{path}: image id {image_id}: image file {file} not found")
+        check_image_header(path, image_id, file, (int(width), int(height)))
         drive: tuple[str, Any] = ("image", image_id)
         for field in _DRIVE_FIELDS:
             value = image.get(field)
@@ -315,6 +314,27 @@ def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) 
         records[image_id] = {"file": str(file), "size": (int(height), int(width)), "id": image_id,
                              "drive": drive, "timestamp": timestamp}
     return records
+
+
+def check_image_header(annotations: Path, image_id: int, file: Path, size: tuple[int, int]) -> None:
+    """Read ``file``'s header (not its pixels) and check that it is an image PIL can decode, of ``size``
+    ``(width, height)`` pixels as its record says (boxes are in the stored pixels).
+
+    Raises:
+        FileNotFoundError: the file is missing. ValueError: it is no image PIL reads, or of another size; both
+            name the annotation file, the image id and the image file.
+    """
+    if not file.is_file():
+        raise FileNotFoundError(f"{annotations}: image id {image_id}: image file {file} not found")
+    try:
+        with PILImage.open(file) as opened:
+            found = opened.size
+    except (OSError, ValueError, PILImage.DecompressionBombError) as error:
+        raise ValueError(f"{annotations}: image id {image_id}: image file {file} cannot be decoded "
+                         f"({error})") from error
+    if found != size:
+        raise ValueError(f"{annotations}: image id {image_id}: image file {file} is {found[0]} x {found[1]} pixels "
+                         f"but its record says width {size[0]}, height {size[1]}")
 
 
 def _finite(path: Path, image_id: int, field: str, value: Any) -> float:

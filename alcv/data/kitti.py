@@ -223,7 +223,8 @@ def read_kitti_calibration(path: Path | str) -> KittiCalibration:
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file and the key for a line
     that is not ``key: values``, a key given twice, a value that is not a finite number, a wrong number of
-    values, a missing ``R0_rect`` or ``Tr_velo_to_cam``, or a calibration whose transform is not invertible.
+    values, a missing ``R0_rect`` or ``Tr_velo_to_cam``, or a rotation part of either (``R0_rect``, the left
+    3 x 3 of ``Tr_velo_to_cam``) that is not a rotation (:data:`ROTATION_TOLERANCE`).
     """
     path = Path(path)
     if not path.is_file():
@@ -251,9 +252,27 @@ def read_kitti_calibration(path: Path | str) -> KittiCalibration:
     calib = KittiCalibration(r0_rect=values["R0_rect"], velo_to_cam=values["Tr_velo_to_cam"],
                              projections={key: values[key] for key in ("P0", "P1", "P2", "P3") if key in values},
                              imu_to_velo=values.get("Tr_imu_to_velo"))
-    if abs(np.linalg.det(calib.velo_to_rect())) < 1e-9:
-        raise ValueError(f"{path}: R0_rect · Tr_velo_to_cam is not invertible")
+    for key, rotation in (("R0_rect", calib.r0_rect), ("Tr_velo_to_cam", calib.velo_to_cam[:, :3])):
+        if problem := _not_a_rotation(rotation):
+            raise ValueError(f"{path}: the rotation of {key} is not a rotation ({problem}); expected an orthonormal "
+                             f"3 x 3 matrix with determinant +1, within {ROTATION_TOLERANCE:g}")
     return calib
+
+
+#: how far from a rotation a calibration's rotation may be (each entry of R·Rᵀ - I, and det R - 1): KITTI's files
+#: print about 7 significant digits
+ROTATION_TOLERANCE = 1e-4
+
+
+def _not_a_rotation(matrix: np.ndarray) -> str:
+    """Why a ``(3, 3)`` matrix is not a rotation within :data:`ROTATION_TOLERANCE` (``""`` if it is one)."""
+    off = float(np.abs(matrix @ matrix.T - np.eye(3)).max())
+    if off > ROTATION_TOLERANCE:
+        return f"R·Rᵀ differs from the identity by up to {off:.3g}"
+    determinant = float(np.linalg.det(matrix))
+    if abs(determinant - 1) > ROTATION_TOLERANCE:
+        return f"its determinant is {determinant:.6g}"
+    return ""
 
 
 def _parse_labels(path: Path, calib: KittiCalibration, type_labels: Mapping[str, int], drop_types: frozenset[str]
@@ -277,9 +296,9 @@ def _parse_labels(path: Path, calib: KittiCalibration, type_labels: Mapping[str,
             raise ValueError(f"{path}, line {line_number}: KITTI type {kitti_type!r} is in no class_map entry; add "
                              f"it to class_map or drop_types")
         height, width, length = numbers[7:10]
-        if min(height, width, length) < 0:
-            raise ValueError(f"{path}, line {line_number}: negative dimension h={height:g} w={width:g} l={length:g} "
-                             f"(expected metres >= 0)")
+        if min(height, width, length) <= 0:
+            raise ValueError(f"{path}, line {line_number}: dimensions h={height:g} w={width:g} l={length:g}; "
+                             "expected a box of positive size (metres > 0)")
         label_boxes.append(numbers[7:14])
         labels.append(type_labels[kitti_type])
     boxes = kitti_to_lidar_boxes(np.array(label_boxes).reshape(-1, 7), calib)
@@ -373,10 +392,10 @@ class KittiDataset(IndexedSplits[np.ndarray]):
     Bad input raises ``FileNotFoundError`` for missing files (a frame listed in a split file but without its
     ``.bin``, label or calib file names the split file and the frame id) and ``ValueError`` naming the file,
     the line and the problem for: a label line with a wrong number of fields, a value that is not a finite
-    number, a negative dimension or an unmapped type; a calib file that lacks ``R0_rect`` or
-    ``Tr_velo_to_cam`` or has a wrong number of values; a ``.bin`` whose size is not a multiple of 16 bytes; a
-    frame id listed twice or in two splits; a ``drives.txt`` that misses a frame; a 'pool' or 'test' split
-    without frames; and bad arguments.
+    number, a dimension that is not positive or an unmapped type; a calib file that lacks ``R0_rect`` or
+    ``Tr_velo_to_cam``, has a wrong number of values or a rotation part that is not a rotation; a ``.bin``
+    whose size is not a multiple of 16 bytes; a frame id listed twice or in two splits; a ``drives.txt`` that
+    misses a frame; a 'pool' or 'test' split without frames; and bad arguments.
 
     Args:
         root: the folder holding ``velodyne``, ``label_2`` and ``calib``.
