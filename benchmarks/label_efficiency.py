@@ -89,6 +89,9 @@ ARMS: dict[str, tuple[str, ...]] = {
     "committee": ("strategy=committee",),
     "coreset": ("strategy=coreset",),
     "hybrid": ("strategy=hybrid",),
+    # hybrid's default prefilter (10 x the picks) keeps the whole pool when a query is a tenth of it (as on the
+    # 1,000-frame world with 100-frame queries), which makes it core-set exactly; 3 x keeps a third
+    "hybrid/prefilter3": ("strategy=hybrid", "strategy.prefilter=3"),
     "class_balance": ("strategy=class_balance",),
     "crb": ("strategy=crb",),
     "localization": ("strategy=localization",),
