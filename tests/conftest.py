@@ -62,8 +62,9 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-def compose_config(*overrides: str, output_dir: Path) -> DictConfig:
-    """The config `alcv *overrides` would run, writing into ``output_dir``."""
+def compose_config(*overrides: str, output_dir: Path, keep_hydra: bool = False) -> DictConfig:
+    """The config `alcv *overrides` would run, writing into ``output_dir`` (with its ``hydra`` node if
+    ``keep_hydra``)."""
     register_resolvers()
     GlobalHydra.instance().clear()
     try:
@@ -74,7 +75,8 @@ def compose_config(*overrides: str, output_dir: Path) -> DictConfig:
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)
-        del cfg.hydra
+        if not keep_hydra:
+            del cfg.hydra
     return cfg
 
 

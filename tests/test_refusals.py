@@ -7,12 +7,19 @@ import hashlib
 import json
 import re
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import hydra
 import pytest
 from conftest import TINY, as_if_killed_during, compose_config, run_cli
+from omegaconf import OmegaConf
 
+from alcv.cli import folder_in_the_way
+from alcv.cli import main as cli_main
 from alcv.config import plain_name
+from alcv.data.export import export_kitti, kitti_overrides
 from alcv.data.export import main as export_main
 from alcv.loop import run
 from alcv.run_files import RUN_FILE
@@ -242,22 +249,30 @@ def test_a_name_that_builds_a_path_must_be_a_plain_name(name: str) -> None:
     assert plain_name("al_vs-random.2") == "al_vs-random.2"
 
 
-def test_an_experiment_name_that_is_not_a_plain_name_is_refused_before_any_folder(tmp_path: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    ran = run_cli(*TINY, "logger=none", "experiment_name=../../escape", cwd=work)
-    assert ran.returncode != 0 and "experiment_name='../../escape': expected a plain name" in ran.stderr
-    assert not any(work.iterdir()) and not (tmp_path / "escape").exists()
+@pytest.mark.parametrize("folder", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_the_run_folder_hydra_makes_refuses_an_experiment_name_that_is_not_a_plain_name(tmp_path: Path,
+                                                                                         folder: str) -> None:
+    """Hydra resolves the folder before it makes it, and the resolver refuses the name (the message Hydra then
+    prints): nothing is made outside ``outputs/``."""
+    cfg = compose_config("experiment_name=../../escape", output_dir=tmp_path / "unused", keep_hydra=True)
+    with pytest.raises(Exception, match=re.escape("experiment_name='../../escape': expected a plain name")):
+        OmegaConf.select(cfg, folder, throw_on_resolution_failure=True)
+    assert OmegaConf.select(compose_config(output_dir=tmp_path / "unused", keep_hydra=True), folder).startswith(
+        ("outputs/default/", "multirun/default/"))
 
 
-def test_a_run_folder_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_run_folder_that_is_a_file_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "taken"
     file.write_text("mine")
-    ran = run_cli(*TINY, "logger=none", f"hydra.run.dir={file}/run", cwd=tmp_path)
-    assert ran.returncode == 1 and ran.stderr.strip() == (
-        f"alcv: hydra.run.dir={file}/run: {file} is a file, so the run's folder cannot be made there; expected a "
-        "folder (a new one, or that of an earlier run to resume)")
+    monkeypatch.setattr(sys, "argv", ["alcv", *TINY, f"hydra.run.dir={file}/run"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code == (f"alcv: hydra.run.dir={file}/run: {file} is a file, so the run's folder cannot "
+                                    "be made there; expected a folder (a new one, or that of an earlier run to "
+                                    "resume)")
     assert file.read_text() == "mine"
+    assert folder_in_the_way([f"+hydra.sweep.dir={file}", "seed=1"]).startswith(f"hydra.sweep.dir={file}: ")
+    assert folder_in_the_way([f"hydra.run.dir={tmp_path}/new", "hydra.run.dir=${now:x}"]) is None
 
 
 def test_a_report_out_that_is_a_file_is_refused(finished_run: Path, tmp_path: Path,
@@ -291,19 +306,57 @@ def test_a_folder_with_a_run_file_but_no_run_json_is_refused_untouched(finished_
     assert digests(foreign) == before
 
 
-def test_a_refused_resume_keeps_the_hydra_record_of_the_run(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    first = run_cli(*TINY, "logger=none", f"hydra.run.dir={out}", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    records = list((out / ".hydra").iterdir())
-    assert len(records) == 1 and "seed=1" not in (records[0] / "overrides.yaml").read_text()
-    log = out / "cli.log"  # Hydra's log of the job: each attempt appends to it
-    before, log_before = digests(out), log.read_bytes()
+def test_a_refused_resume_keeps_the_hydra_record_of_the_run(finished_run: Path, tmp_path: Path) -> None:
+    """Hydra writes each attempt's record into a folder of its own, so a refused attempt replaces neither the
+    run's files nor an earlier record (here one in the layout of older versions, ``.hydra/config.yaml``)."""
+    out = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    (out / ".hydra").mkdir()
+    (out / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    before = digests(out)
     refused = run_cli(*TINY, "logger=none", "seed=1", f"hydra.run.dir={out}", cwd=tmp_path)
     assert refused.returncode == 1 and "changed: seed: 0 -> 1" in refused.stderr
-    after = digests(out)
-    assert {name: digest for name, digest in after.items() if name in before and name != log.name} == \
-        {name: digest for name, digest in before.items() if name != log.name}
-    assert log.read_bytes().startswith(log_before)
-    attempts = sorted((out / ".hydra").iterdir())
-    assert len(attempts) == 2 and "seed=1" in (attempts[1] / "overrides.yaml").read_text()
+    assert {name: digest for name, digest in digests(out).items() if name in before} == before
+    attempts = [path for path in (out / ".hydra").iterdir() if path.is_dir()]
+    assert len(attempts) == 1 and "seed=1" in (attempts[0] / "overrides.yaml").read_text()
+
+
+# pattern 6: data values, not only structure, are refused before a run writes anything
+@pytest.fixture(scope="module")
+def kitti_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """TINY's world exported in KITTI layout, and the overrides that read it."""
+    world = [override for override in TINY if override.startswith("data.dataset.world")]
+    lidar = hydra.utils.instantiate(compose_config(*world, output_dir=Path("unused")).data.dataset)
+    written = export_kitti(lidar, tmp_path_factory.mktemp("kitti") / "kitti")
+    return Path(written["root"]), kitti_overrides(written)
+
+
+def _zero_length(root: Path) -> tuple[Path, str]:
+    label = next(path for path in sorted((root / "label_2").glob("*.txt")) if path.read_text().strip())
+    fields = label.read_text().splitlines()[0].split()
+    fields[10] = "0"  # l, of h w l
+    label.write_text(" ".join(fields) + "\n" + "\n".join(label.read_text().splitlines()[1:]) + "\n")
+    return label, "line 1: dimensions h="
+
+
+def _scaled_rotation(root: Path) -> tuple[Path, str]:
+    calib = sorted((root / "calib").glob("*.txt"))[0]
+    lines = [line if not line.startswith("R0_rect") else "R0_rect: 2 0 0 0 1 0 0 0 1"
+             for line in calib.read_text().splitlines()]
+    calib.write_text("\n".join(lines) + "\n")
+    return calib, "the rotation of R0_rect is not a rotation"
+
+
+@pytest.mark.parametrize("spoil", [_zero_length, _scaled_rotation])
+def test_kitti_values_that_cannot_be_are_refused_before_the_run_writes(
+        kitti_folder: tuple[Path, list[str]], tmp_path: Path, spoil: Callable[[Path], tuple[Path, str]]) -> None:
+    root, overrides = kitti_folder
+    data = Path(shutil.copytree(root, tmp_path / "kitti"))
+    file, message = spoil(data)
+    before = digests(data)
+    reading = [override.replace(str(root), str(data)) for override in overrides]
+    out = tmp_path / "run"
+    cfg = compose_config("data=kitti", *reading, *(o for o in TINY if not o.startswith("data.dataset.world")),
+                         "logger=none", output_dir=out)
+    with pytest.raises(Exception, match=re.escape(f"{file}") + ".*" + re.escape(message)):  # Hydra wraps it
+        run(cfg)
+    assert digests(data) == before and (not out.exists() or not any(out.iterdir()))
