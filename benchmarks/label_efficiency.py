@@ -380,8 +380,12 @@ def _screen(study: Study, curves: Curves, seed: int, loops: int) -> list[str]:
         lines.append("seed noise of vs_random (std over seeds of the same difference, arms with more seeds): "
                      + ", ".join(f"{arm} {value:.3f}" for arm, value in sorted(noise.items()))
                      + f"; rule fixed before the screen: an arm goes on to more seeds if its acquired mean is within "
-                       f"twice the largest ({margin:.3f}) of the best arm's")
-        table["goes_on"] = np.where(table["acquired"] >= table["acquired"].max() - margin, "yes", "no")
+                       f"twice the largest ({margin:.3f}) of the best arm's of the same budget unit (frames, or "
+                       f"boxes for {BOX_SUFFIX})")
+        unit = table["arm"].str.endswith(BOX_SUFFIX)
+        best = table.groupby(unit)["acquired"].transform("max")
+        table["goes_on"] = np.where(table["arm"].isin([BASELINE, f"{BASELINE}{BOX_SUFFIX}"]), "baseline",
+                                    np.where(table["acquired"] >= best - margin, "yes", "no"))
     return [*lines, "", table.to_string(index=False)]
 
 
