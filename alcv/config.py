@@ -19,16 +19,16 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 
 
-def plain_name(name: object, setting: str = "experiment_name") -> str:
-    """``name`` as text, after checking that it is a plain name: one path component, not ``.`` or ``..``, since
-    it names a folder (``outputs/<experiment_name>/...``) that must not lead elsewhere.
+def plain_name(name: object) -> str:
+    """``experiment_name`` as text, after checking that it is a plain name: one path component, not ``.`` or
+    ``..``, since it names a folder (``outputs/<experiment_name>/...``) that must not lead elsewhere.
 
     Raises:
-        ValueError: naming ``setting`` and the name.
+        ValueError: naming the setting and the name.
     """
     text = str(name)
     if not text or text in (".", "..") or "/" in text or "\\" in text:
-        raise ValueError(f"{setting}={text!r}: expected a plain name, since it names the run's folder "
+        raise ValueError(f"experiment_name={text!r}: expected a plain name, since it names the run's folder "
                          "(outputs/<experiment_name>/...): no '/' or '\\', and not '.' or '..'")
     return text
 

@@ -100,9 +100,9 @@ def check_schedule(loop_cfg: DictConfig) -> None:
 
 
 def check_loop_config(loop_cfg: DictConfig, pool_size: int) -> None:
-    """Reject loop settings that cannot work on a pool of ``pool_size`` frames (:func:`check_schedule`, then the
-    initial set and the queries against the pool), before anything trains; messages name the setting."""
-    check_schedule(loop_cfg)
+    """Reject loop settings that cannot work on a pool of ``pool_size`` frames (the initial set and the queries
+    against the pool; :func:`run` checks the rest, :func:`check_schedule`, before it reads the run folder), before
+    anything trains; messages name the setting."""
     initial, query, loops = initial_size(loop_cfg, pool_size), loop_cfg.query_size, loop_cfg.num_loops
     if not 1 <= initial <= pool_size:
         raise ValueError(f"loop.initial_size must be in [1, {pool_size}] (the pool's size), got {initial}")
@@ -120,11 +120,8 @@ def check_saved_pool(pool: LabelPool, split: np.ndarray, path: Path, data: str) 
     Raises:
         ValueError: naming the file, the field and frames that differ.
     """
-    foreign, absent = np.setdiff1d(pool.indices, split), np.setdiff1d(split, pool.indices)
-    if foreign.size or absent.size:
-        raise ValueError(f"{path}: field 'indices' is not the pool split of data '{data}': "
-                         f"{foreign.size} of its frames are not in the split (e.g. {foreign[:3].tolist()}) and "
-                         f"{absent.size} frames of the split are not in it (e.g. {absent[:3].tolist()})")
+    if difference := pool.differs_from(split):
+        raise ValueError(f"{path}: field 'indices' is not the pool split of data '{data}': {difference}")
 
 
 def check_training(cfg: DictConfig, model: pl.LightningModule) -> None:

@@ -50,6 +50,16 @@ class LabelPool:
         """All absolute indices of the pool, sorted ascending, shape ``(N,)`` int64."""
         return self._indices.copy()
 
+    def differs_from(self, split: np.ndarray) -> str:
+        """How the pool's indices differ from ``split`` (absolute dataset indices, any order), in words, e.g.
+        ``"2 of its frames are not in the split (e.g. [7, 9]) and 0 frames of the split are not in it (e.g. [])"``;
+        ``""`` when they are the same frames."""
+        foreign, absent = np.setdiff1d(self._indices, split), np.setdiff1d(split, self._indices)
+        if not (foreign.size or absent.size):
+            return ""
+        return (f"{foreign.size} of its frames are not in the split (e.g. {foreign[:3].tolist()}) and "
+                f"{absent.size} frames of the split are not in it (e.g. {absent[:3].tolist()})")
+
     @property
     def labeled_at(self) -> np.ndarray:
         """Loop at which each index of :attr:`indices` was labeled (``-1`` unlabeled), shape ``(N,)``."""

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
 from alcv.config import CONFIG_DIR
 from alcv.run_records import OBJECTIVES
@@ -132,12 +133,15 @@ def check_settings(config: Mapping[str, Any], experiment: str | None = None) -> 
         raise ValueError(f"{error}{note}") from None
 
 
+def experiment_choice(choices: Mapping[str, Any]) -> str | None:
+    """The ``experiment=`` option among Hydra's runtime ``choices`` of a composed config (None: none)."""
+    choice = choices.get("experiment")
+    return None if choice in (None, "null") else str(choice)
+
+
 def composed_experiment() -> str | None:
     """The ``experiment=`` option of the config Hydra composed for this process (None: none, or no Hydra)."""
-    if not HydraConfig.initialized():
-        return None
-    choice = HydraConfig.get().runtime.choices.get("experiment")
-    return None if choice in (None, "null") else str(choice)
+    return experiment_choice(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else None
 
 
 def experiment_fit(experiment: str, key: str) -> str:
@@ -162,19 +166,9 @@ def experiment_fit(experiment: str, key: str) -> str:
 def _option_config(folder: Path, name: str) -> dict[str, Any]:
     """A group option's YAML merged over the options of the same group that its ``defaults`` list names."""
     loaded = yaml.safe_load((folder / f"{name}.yaml").read_text()) or {}
-    merged: dict[str, Any] = {}
-    for parent in loaded.pop("defaults", []) or []:
-        if isinstance(parent, str) and (folder / f"{parent}.yaml").is_file():
-            merged = _merged(merged, _option_config(folder, parent))
-    return _merged(merged, loaded)
-
-
-def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        merged[key] = (_merged(merged[key], value) if isinstance(value, Mapping) and isinstance(merged.get(key), dict)
-                       else value)
-    return merged
+    parents = [_option_config(folder, parent) for parent in loaded.pop("defaults", []) or []
+               if isinstance(parent, str) and (folder / f"{parent}.yaml").is_file()]
+    return OmegaConf.to_container(OmegaConf.merge(*parents, loaded))
 
 
 def _keys(node: Mapping[str, Any], prefix: str = "") -> set[str]:

@@ -126,9 +126,9 @@ class ActiveDataModule(pl.LightningDataModule):
 
     def attach_pool(self, pool: LabelPool) -> None:
         """Use ``pool`` for the labeled / unlabeled split; it must cover exactly the pool split."""
-        if not np.array_equal(pool.indices, np.sort(self.pool_split())):
-            raise ValueError("ActiveDataModule.attach_pool: the LabelPool's indices differ from the dataset's "
-                             "pool split (was the state saved with another data config or seed?)")
+        if difference := pool.differs_from(self.pool_split()):
+            raise ValueError(f"ActiveDataModule.attach_pool: the LabelPool's indices differ from the dataset's "
+                             f"pool split (was the state saved with another data config or seed?): {difference}")
         self.pool = pool
 
     def _require_pool(self) -> LabelPool:

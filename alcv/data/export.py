@@ -40,7 +40,7 @@ from alcv.data.kitti import (
 )
 from alcv.data.splits import SPLITS
 from alcv.safe_io import refuse_non_empty, write_text_atomically
-from alcv.settings import check_settings
+from alcv.settings import check_settings, experiment_choice
 
 __all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main", "write_kitti"]
 
@@ -201,10 +201,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    experiment = cfg.hydra.runtime.choices.get("experiment")
     try:
         check_settings({"data": OmegaConf.to_container(cfg.data, resolve=True)},
-                       None if experiment in (None, "null") else str(experiment))
+                       experiment_choice(cfg.hydra.runtime.choices))
     except ValueError as error:
         parser.exit(2, f"alcv-export: {error}\n")
     dataset = hydra.utils.instantiate(cfg.data.dataset)

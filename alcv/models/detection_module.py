@@ -84,15 +84,14 @@ class DetectionModule(pl.LightningModule):
                                    for name, metric in self.extra_test_metrics.items()}
 
     def check_optimization(self, total_steps: int = 100) -> None:
-        """Build the optimiser and the scheduler once on throwaway copies (the module's parameters are not
-        touched), so that settings they refuse (e.g. a negative learning rate) fail before a run writes anything.
+        """Build the optimiser and the scheduler once and throw them away (building them changes no parameter),
+        so that settings they refuse (e.g. a negative learning rate) fail before a run writes anything.
 
         Raises:
             ValueError: naming ``model.optimizer`` or ``model.scheduler`` and what refused it.
         """
         try:
-            optimizer = self.optimizer_factory([torch.nn.Parameter(p.detach().clone()) for p in self.parameters()
-                                                if p.requires_grad])
+            optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         except (TypeError, ValueError) as error:
             raise ValueError(f"model.optimizer: {_settings(self.optimizer_factory)} refused: {error}") from error
         if self.scheduler_factory is not None:
