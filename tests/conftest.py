@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,6 +17,12 @@ from omegaconf import DictConfig, open_dict
 
 from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.run_records import RESULTS_FILE
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # pytest-xdist starts one worker per core: each computes on one thread, and so do the processes its tests
+    # start (they inherit the environment), so that workers do not fight over the cores
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 #: a world and a training length that run a loop in seconds on a CPU
 TINY = [
