@@ -11,8 +11,12 @@ embedded synthetic camera world: ``data=synthetic_camera``) in COCO layout, one 
 synthetic LiDAR world: ``data=synthetic_lidar``) in KITTI layout (:func:`write_kitti`):
 ``OUT/velodyne``, ``OUT/label_2``, ``OUT/calib``, ``OUT/ImageSets/{pool,val,test}.txt`` and ``OUT/drives.txt``.
 
-Both print the ``alcv data=coco ...`` / ``alcv data=kitti ...`` command that reads the export back, and never
-write into a folder that already holds something.
+``alcv-export nuscenes OUT [overrides ...]`` writes the LiDAR dataset (by default ``data=synthetic_lidar``) in
+nuScenes layout (:func:`~alcv.data.nuscenes_writer.write_nuscenes`): ``OUT/<version>/*.json``,
+``OUT/samples/LIDAR_TOP/*.pcd.bin`` and ``OUT/maps``, with the devkit's official scene names.
+
+Each prints the ``alcv data=coco ...`` / ``data=kitti ...`` / ``data=nuscenes ...`` command that reads the export
+back, and never writes into a folder that already holds something.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ from alcv.data.kitti import (
     kitti_label_text,
     kitti_like_calibration,
 )
+from alcv.data.nuscenes_writer import write_nuscenes
 from alcv.data.splits import SPLITS
 from alcv.safe_io import refuse_non_empty, write_text_atomically
 from alcv.settings import check_settings, experiment_choice
 
-__all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main", "write_kitti"]
+__all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main",
+           "nuscenes_overrides", "write_kitti"]
 
 #: KITTI's type names for alcv's synthetic classes (golf carts are not a KITTI type: a custom one)
 KITTI_TYPES = {"vehicle": "Car", "pedestrian": "Pedestrian", "golf_cart": "GolfCart"}
@@ -117,12 +123,23 @@ def kitti_overrides(written: Mapping[str, Any]) -> list[str]:
     return [f'data.dataset.root="{written["root"]}"', f"data.dataset.splits={{{splits}}}"]
 
 
+def nuscenes_overrides(written: Mapping[str, Any]) -> list[str]:
+    """The Hydra overrides with which ``alcv data=nuscenes`` reads what
+    :func:`~alcv.data.nuscenes_writer.write_nuscenes` wrote."""
+    splits = ", ".join(f"{split}: {name}" for split, name in written["splits"].items())
+    class_map = ", ".join(f"{name}: [{', '.join(categories)}]" for name, categories in written["class_map"].items())
+    return [f'data.dataset.root="{written["root"]}"', f"data.dataset.version={written['version']}",
+            f"data.dataset.splits={{{splits}}}", f"data.dataset.class_names=[{','.join(written['class_names'])}]",
+            f"data.dataset.class_map={{{class_map}}}"]
+
+
 def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] = SPLITS,
                 calib: KittiCalibration | None = None, type_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Write the LiDAR ``dataset``'s ``splits`` under ``root`` in KITTI layout (see :mod:`alcv.data.kitti`).
 
-    Each frame's id is its absolute index, ``%06d``. Written per frame: ``velodyne/<id>.bin`` (the item's points,
-    float32, exactly), ``calib/<id>.txt`` (:func:`~alcv.data.kitti.kitti_calibration_text` of ``calib``; default
+    Each frame's id is its absolute index, ``%06d``. Written per frame: ``velodyne/<id>.bin`` (the item's points'
+    ``x, y, z, intensity``, float32, exactly), ``calib/<id>.txt``
+    (:func:`~alcv.data.kitti.kitti_calibration_text` of ``calib``; default
     :func:`~alcv.data.kitti.kitti_like_calibration`, whose non-trivial rotations make a round trip exercise the
     transforms) and ``label_2/<id>.txt`` (:func:`~alcv.data.kitti.kitti_label_text`, with ``type_names``, default
     the class names: every box, also those outside camera 2's view, since the LiDAR sees all around). Then
@@ -159,7 +176,7 @@ def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] =
         for index in indices.tolist():
             item = dataset[index]
             frame = f"{index:06d}"
-            item["points"].numpy().astype("<f4").tofile(root / "velodyne" / f"{frame}.bin")
+            item["points"].numpy()[:, :4].astype("<f4").tofile(root / "velodyne" / f"{frame}.bin")
             (root / "calib" / f"{frame}.txt").write_text(calib_text, encoding="utf-8")
             label_text = kitti_label_text(item["boxes"].numpy(), item["labels"].numpy(), calib, type_names)
             (root / "label_2" / f"{frame}.txt").write_text(label_text, encoding="utf-8")
@@ -181,15 +198,17 @@ def export_kitti(dataset: SplitDataset, out_dir: Path | str) -> dict[str, Any]:
 
 #: what each format writes, the data config it is read back with, and the data it exports by default
 _FORMATS = {"coco": ("data=synthetic_camera", "data=coco model=fcos_tiny"),
-            "kitti": ("data=synthetic_lidar", "data=kitti")}
+            "kitti": ("data=synthetic_lidar", "data=kitti"),
+            "nuscenes": ("data=synthetic_lidar", "data=nuscenes")}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``alcv-export {coco,kitti} OUT [overrides ...]``: export the configured dataset (see the module docstring)."""
+    """``alcv-export {coco,kitti,nuscenes} OUT [overrides ...]``: export the configured dataset (see the module
+    docstring)."""
     parser = argparse.ArgumentParser(
         prog="alcv-export", description="Write the dataset of the alcv config (after Hydra overrides such as "
         "data.dataset.world.pool_frames=200) to a standard layout: COCO for camera data (default "
-        "data=synthetic_camera), KITTI for LiDAR data (default data=synthetic_lidar).")
+        "data=synthetic_camera), KITTI or nuScenes for LiDAR data (default data=synthetic_lidar).")
     parser.add_argument("format", choices=sorted(_FORMATS), help="the layout to write")
     parser.add_argument("out", type=Path, help="a new (or empty) output folder")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the alcv config")
@@ -211,9 +230,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.format == "coco":
             written = export_coco(dataset, args.out)
             read_overrides = coco_overrides(written, dataset.class_names)
-        else:
+        elif args.format == "kitti":
             read_overrides = kitti_overrides(export_kitti(dataset, args.out))
-    except (ValueError, FileExistsError) as error:
+        else:
+            read_overrides = nuscenes_overrides(write_nuscenes(dataset, args.out.resolve()))
+    except (ValueError, FileExistsError, ImportError) as error:
         parser.exit(2, f"alcv-export: {error}\n")
     for split in SPLITS:
         print(f"{split}: {len(dataset.split_indices(split))} frames")

@@ -4,7 +4,8 @@ collation.
 An item is a dict (the contract every LiDAR dataset in alcv follows):
 
 - ``index``: int, the absolute dataset index (never a position inside a split or the pool);
-- ``points``: ``(N, 4)`` float32 ``[x, y, z, intensity]`` in the LiDAR frame, metres;
+- ``points``: ``(N, F)`` float32 ``[x, y, z, intensity, ...]`` in the LiDAR frame, metres: ``F = 4`` but for
+  datasets that add channels (nuScenes: ``F = 5``, the time lag of the point's sweep, seconds);
 - ``boxes``: ``(M, 7)`` float32 ``[x, y, z, dx, dy, dz, yaw]``, LiDAR frame, metres, yaw around +z;
 - ``labels``: ``(M,)`` int64 class ids;
 - ``drive_id``: int, and ``timestamp``: float seconds since the start of the drive.
@@ -92,7 +93,7 @@ class LidarTrainAugmentation:
 def collate_lidar(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Collate variable-size point clouds and box sets into one batch.
 
-    Returns a dict with ``points`` ``(sum N_i, 4)`` (all frames concatenated), ``point_batch``
+    Returns a dict with ``points`` ``(sum N_i, F)`` (all frames concatenated), ``point_batch``
     ``(sum N_i,)`` int64 (the position of each point's frame in the batch), ``boxes`` and ``labels``
     (lists of per-frame tensors), and ``index``, ``drive_id`` ``(B,)`` int64 and ``timestamp`` ``(B,)``
     float64, where ``index`` holds the absolute dataset indices.

@@ -3,6 +3,7 @@ drives, one absolute index over all splits (:class:`IndexedSplits`), and the num
 
 from __future__ import annotations
 
+import math
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -73,6 +74,51 @@ def class_map_for(class_map: Mapping[str, Any] | None, class_names: Sequence[str
         raise ValueError(f"{owner}: class_map names class(es) {unknown} that are not in class_names "
                          f"{list(class_names)}")
     return {name: class_map.get(name, [name]) for name in class_names}
+
+
+def check_point_range(point_range: Sequence[float] | None, owner: str) -> np.ndarray | None:
+    """``point_range`` ``[xmin, ymin, zmin, xmax, ymax, zmax]`` (LiDAR frame, metres; finite, min < max) as a
+    float64 array, or None; errors start with ``owner``."""
+    if point_range is None:
+        return None
+    bounds = list(point_range) if isinstance(point_range, Sequence) else []
+    if len(bounds) != 6 or not all(is_number(v) and math.isfinite(v) for v in bounds) \
+            or not all(low < high for low, high in zip(bounds[:3], bounds[3:], strict=True)):
+        raise ValueError(f"{owner}: 'point_range' must be [xmin, ymin, zmin, xmax, ymax, zmax] (finite, min < max) "
+                         f"or null, got {point_range!r}")
+    return np.array(bounds, dtype=np.float64)
+
+
+def inside_range(xyz: np.ndarray, point_range: np.ndarray) -> np.ndarray:
+    """Mask of the ``(N, 3)`` positions inside ``point_range`` ``[xmin, ymin, zmin, xmax, ymax, zmax]`` (bounds
+    inclusive)."""
+    return ((xyz >= point_range[:3]) & (xyz <= point_range[3:])).all(axis=1)
+
+
+def source_labels(class_map: Mapping[str, Any], dropped: Collection[str], owner: str, noun: str) -> dict[str, int]:
+    """``{source name: alcv label}`` of a ``class_map`` (each alcv class, in label order -> the source's ``noun``
+    names that become it: KITTI types, nuScenes categories); a single name stands for a list of one. Refuses an
+    empty map or entry, a name mapped to two classes and a name that is also ``dropped``; errors start with
+    ``owner``."""
+    if not isinstance(class_map, Mapping) or not class_map:
+        raise ValueError(f"{owner}: 'class_map' must be a non-empty mapping of class name -> {noun} names, got "
+                         f"{class_map!r}")
+    labels: dict[str, int] = {}
+    names = list(class_map)
+    for label, (name, sources) in enumerate(class_map.items()):
+        sources = [sources] if isinstance(sources, str) else sources
+        if not isinstance(sources, Sequence) or not sources \
+                or not all(isinstance(source, str) and source for source in sources):
+            raise ValueError(f"{owner}: class_map[{name!r}] must be a non-empty list of {noun} names, got "
+                             f"{sources!r}")
+        for source in sources:
+            if source in labels:
+                raise ValueError(f"{owner}: class_map: {noun} {source!r} is mapped to both {names[labels[source]]!r} "
+                                 f"and {name!r}")
+            if source in dropped:
+                raise ValueError(f"{owner}: {noun} {source!r} is in both class_map[{name!r}] and the dropped ones")
+            labels[source] = label
+    return labels
 
 
 def check_split_names(names: Collection[str], fractions: Mapping[str, float], owner: str, entry_form: str) -> None:

@@ -54,25 +54,33 @@ class BEVGrid:
 class PillarEncoder(nn.Module):
     """PointPillars-style encoder: a shared point MLP, max-pooled per BEV cell (pillar).
 
-    Each point gets 9 features ``[x, y, z, intensity, x - x_p, y - y_p, z - z_p, x - x_c, y - y_c]``
-    (``_p``: mean of its pillar's points, ``_c``: the cell centre), goes through Linear-BN-ReLU to
+    Each point gets ``point_features + 5`` features: its first ``point_features`` channels (``[x, y, z,
+    intensity]``, then e.g. nuScenes' time lag), ``x - x_p, y - y_p, z - z_p, x - x_c, y - y_c`` (``_p``: mean of
+    its pillar's points, ``_c``: the cell centre); they go through Linear-BN-ReLU to
     ``channels - 1`` features, and the pillar keeps the max; a last channel holds ``log1p`` of the point
     count. Points outside ``grid.point_range`` are dropped.
 
-    Input: ``points (P, 4)``, ``point_batch (P,)`` frame of each point in ``[0, batch_size)``.
+    Input: ``points (P, F)`` with ``F >= point_features`` (further channels are not used), ``point_batch (P,)``
+    frame of each point in ``[0, batch_size)``.
     Output: ``(batch_size, channels, grid.ny, grid.nx)``.
     """
 
-    def __init__(self, grid: BEVGrid, channels: int = 32) -> None:
+    def __init__(self, grid: BEVGrid, channels: int = 32, point_features: int = 4) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError(f"PillarEncoder: 'channels' must be >= 2, got {channels}")
+        if point_features < 3:
+            raise ValueError(f"PillarEncoder: 'point_features' must be >= 3 (x, y, z, ...), got {point_features}")
         self.grid = grid
         self.channels = channels
-        self.linear = nn.Linear(9, channels - 1, bias=False)
+        self.point_features = point_features
+        self.linear = nn.Linear(point_features + 5, channels - 1, bias=False)
         self.norm = nn.BatchNorm1d(channels - 1)
 
     def forward(self, points: Tensor, point_batch: Tensor, batch_size: int) -> Tensor:
+        if points.shape[1] < self.point_features:
+            raise ValueError(f"PillarEncoder: points have {points.shape[1]} channels, the encoder reads "
+                             f"{self.point_features} (model.detector.encoder.point_features)")
         grid = self.grid
         x_min, y_min, z_min, x_max, y_max, z_max = grid.point_range
         inside = ((points[:, 0] >= x_min) & (points[:, 0] < x_max) & (points[:, 1] >= y_min)
@@ -89,7 +97,8 @@ class PillarEncoder(nn.Module):
         pillar_mean = xyz_sum[cell] / count[cell, None]
         cell_centre = torch.stack([(ix.to(points.dtype) + 0.5) * grid.cell_size + x_min,
                                    (iy.to(points.dtype) + 0.5) * grid.cell_size + y_min], dim=1)
-        features = torch.cat([points[:, :4], points[:, :3] - pillar_mean, points[:, :2] - cell_centre], dim=1)
+        features = torch.cat([points[:, :self.point_features], points[:, :3] - pillar_mean,
+                              points[:, :2] - cell_centre], dim=1)
         features = F.relu(self.norm(self.linear(features)))
         # ReLU outputs are >= 0, so an all-zero canvas is a neutral start for the max
         canvas = torch.zeros(num_cells, self.channels - 1, device=points.device, dtype=features.dtype)
