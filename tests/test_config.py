@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 
 from alcv.config import CONFIG_DIR
 from alcv.data.datamodule import ActiveDataModule
-from alcv.data.export import coco_overrides, export_coco, export_kitti, kitti_overrides
+from alcv.data.export import coco_overrides, export_coco, export_kitti, kitti_overrides, nuscenes_overrides
+from alcv.data.nuscenes_writer import write_nuscenes
 from alcv.loop import run
 from alcv.pool import LabelPool
 from alcv.run_files import RUN_FILE
@@ -72,13 +73,17 @@ def test_data_options_instantiate(compose_cfg: Compose, option: str, tmp_path: P
         lidar_world = [override for override in TINY if override.startswith("data.dataset.world")]
         lidar = hydra.utils.instantiate(compose_cfg("data=synthetic_lidar", *lidar_world).data.dataset)
         overrides = kitti_overrides(export_kitti(lidar, tmp_path / "kitti"))
+    elif option == "nuscenes":
+        lidar_world = [override for override in TINY if override.startswith("data.dataset.world")]
+        lidar = hydra.utils.instantiate(compose_cfg("data=synthetic_lidar", *lidar_world).data.dataset)
+        overrides = nuscenes_overrides(write_nuscenes(lidar, tmp_path / "nuscenes"))
     datamodule = hydra.utils.instantiate(compose_cfg(f"data={option}", *overrides).data)
     assert isinstance(datamodule, ActiveDataModule)
     assert datamodule.class_names == ("vehicle", "pedestrian", "golf_cart")
 
 
 @pytest.mark.parametrize(("option", "setting"), [("coco", "data.dataset.splits.pool.images"),
-                                               ("kitti", "data.dataset.root")])
+                                               ("kitti", "data.dataset.root"), ("nuscenes", "data.dataset.root")])
 def test_data_folders_not_given_name_the_missing_setting(compose_cfg: Compose, option: str, setting: str) -> None:
     with pytest.raises(Exception, match=rf"Missing mandatory value: {setting.replace('.', '[.]')}"):
         hydra.utils.instantiate(compose_cfg(f"data={option}").data)
@@ -90,7 +95,9 @@ DATA_OF_MODEL = {"alcv.models.torchvision_module.TorchvisionDetectionModule": "s
 SMALL_INPUT = {"fasterrcnn": ["model.detector.min_size=64", "model.detector.max_size=128"],
                "retinanet": ["model.detector.min_size=64", "model.detector.max_size=128"],
                "fcos": ["model.detector.min_size=64", "model.detector.max_size=128"],
-               "ssdlite": ["model.detector.size=[64,128]"]}
+               "ssdlite": ["model.detector.size=[64,128]"],
+               # the synthetic world's points have no fifth channel, nuScenes' time lag
+               "bev_nuscenes": ["model.detector.encoder.point_features=4"]}
 
 
 @pytest.mark.parametrize("option", options("model"))
