@@ -484,8 +484,10 @@ def log_loop(state: RunState, record: LoopRecord, trained_on: tuple[np.ndarray, 
 
 def commit(state: RunState, record: LoopRecord, selection: Selection | None) -> dict[str, Any]:
     """Write loop ``record.loop``'s files in the order that makes it resumable (see :mod:`alcv.run_files`):
-    weights (warm start only), the pool, the next selection, and last the results line, which it returns."""
-    if record.loop < state.num_loops - 1 and not state.cfg.loop.reset_weights:
+    weights (for a warm start, or all with ``loop.keep_weights``), the pool, the next selection, and last the
+    results line, which it returns."""
+    warm_start = record.loop < state.num_loops - 1 and not state.cfg.loop.reset_weights
+    if warm_start or state.cfg.loop.keep_weights:
         state.files.save_weights(record.loop, state.model)
     state.files.save_pool(state.pool)
     if selection is not None:

@@ -58,12 +58,13 @@ WEIGHTS_FILE = "model_weights.pt"
 RUN_FORMAT = 1
 
 #: settings that may differ when a run resumes: where it runs and how it reports (``loop.objective`` is what it
-#: returns to a sweeper, ``loop.gallery_frames`` how many picks it draws), not what it computes. A run resumed with
+#: returns to a sweeper, ``loop.gallery_frames`` how many picks it draws, ``loop.keep_weights`` which weights it keeps),
+#: not what it computes. A run resumed with
 #: other hardware settings goes on, but may not select what an uninterrupted run would have.
 RESUMABLE_CHANGES = ("output_dir", "logger", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
                      "trainer.strategy", "trainer.sync_batchnorm", "trainer.enable_progress_bar",
                      "trainer.log_every_n_steps", "loop.objective", "loop.gallery_frames",
-                     "loop.pool_truth")
+                     "loop.pool_truth", "loop.keep_weights")
 
 
 def loop_folder(loop: int) -> str:
@@ -187,6 +188,13 @@ class RunFiles:
         self._drop_interrupted(completed, records, selections)
         log.info("resuming the run in %s after %d completed loops", self.output_dir, completed)
         return Progress(completed, records, selections, pool, version)
+
+    def saved_config(self) -> dict[str, Any]:
+        """The resolved config the run was started with (its ``run.json``, checked as a resume checks it)."""
+        path = self._path(RUN_FILE)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; {self.output_dir} is not the folder of an alcv run")
+        return self._read_run(path)["config"]
 
     def _read_run(self, path: Path) -> dict[str, Any]:
         try:

@@ -76,6 +76,7 @@ class LoopSettings:
     gallery_frames: int = 4
     pool_truth: bool = True
     reset_weights: bool = True
+    keep_weights: bool = False
     objective: Literal[OBJECTIVES] = "final_map"
 
 

@@ -17,6 +17,10 @@ nuScenes layout (:func:`~alcv.data.nuscenes_writer.write_nuscenes`): ``OUT/<vers
 
 Each prints the ``alcv data=coco ...`` / ``data=kitti ...`` / ``data=nuscenes ...`` command that reads the export
 back, and never writes into a folder that already holds something.
+
+``alcv-export nuscenes-results RUN_DIR [--loop N] [--out FILE]`` writes the test-split detections of a loop of a
+``data=nuscenes`` run in the devkit's results format (:func:`export_nuscenes_results`) and prints the devkit's
+command that scores them.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
@@ -42,13 +48,26 @@ from alcv.data.kitti import (
     kitti_label_text,
     kitti_like_calibration,
 )
-from alcv.data.nuscenes_writer import write_nuscenes
+from alcv.data.nuscenes import NuScenesDataset
+from alcv.data.nuscenes_writer import nuscenes_results, write_nuscenes
 from alcv.data.splits import SPLITS
+from alcv.run_files import RUN_FILE, WEIGHTS_FILE, RunFiles, loop_folder
+from alcv.run_records import RESULTS_FILE, read_results
 from alcv.safe_io import refuse_non_empty, write_text_atomically
 from alcv.settings import check_settings, experiment_choice
 
-__all__ = ["KITTI_TYPES", "coco_overrides", "export_coco", "export_kitti", "kitti_overrides", "main",
-           "nuscenes_overrides", "write_kitti"]
+__all__ = [
+    "KITTI_TYPES",
+    "NUSCENES_RESULTS_FILE",
+    "coco_overrides",
+    "export_coco",
+    "export_kitti",
+    "export_nuscenes_results",
+    "kitti_overrides",
+    "main",
+    "nuscenes_overrides",
+    "write_kitti",
+]
 
 #: KITTI's type names for alcv's synthetic classes (golf carts are not a KITTI type: a custom one)
 KITTI_TYPES = {"vehicle": "Car", "pedestrian": "Pedestrian", "golf_cart": "GolfCart"}
@@ -196,6 +215,63 @@ def export_kitti(dataset: SplitDataset, out_dir: Path | str) -> dict[str, Any]:
     return write_kitti(dataset, Path(out_dir).resolve(), type_names=type_names)
 
 
+#: the file :func:`export_nuscenes_results` writes in a loop's folder by default
+NUSCENES_RESULTS_FILE = "nuscenes_results.json"
+
+
+def export_nuscenes_results(run_dir: Path | str, loop: int | None = None, out: Path | str | None = None) -> Path:
+    """Write the test-split detections of loop ``loop`` (default: the last completed one) of the nuScenes run in
+    ``run_dir`` in the devkit's results format (:func:`~alcv.data.nuscenes_writer.nuscenes_results`), for
+    ``nuscenes.eval.detection.evaluate``; returns the file, ``out`` or ``run_dir/loop_NNN/nuscenes_results.json``.
+
+    The run's own config (``run.json``) builds the data and the model, which gets the loop's saved weights: the
+    run must have kept them (``loop.keep_weights=true``). Raises ``FileNotFoundError`` for a folder that is no run
+    or a loop without weights, and ``ValueError`` for a run on other data or a loop that did not complete.
+    """
+    run_dir = Path(run_dir)
+    files = RunFiles(run_dir)
+    cfg = OmegaConf.create(files.saved_config())
+    if cfg.data.dataset.get("_target_") != f"{NuScenesDataset.__module__}.{NuScenesDataset.__name__}":
+        raise ValueError(f"{run_dir / RUN_FILE}: the run read {cfg.data.dataset.get('_target_')}, not nuScenes data "
+                         "(data=nuscenes)")
+    completed = len(read_results(run_dir))
+    loop = completed - 1 if loop is None else loop
+    if not 0 <= loop < completed:
+        raise ValueError(f"{run_dir / RESULTS_FILE}: loop {loop} did not complete (the run completed {completed})")
+    weights = run_dir / loop_folder(loop) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: not found; a run keeps every loop's weights with loop.keep_weights=true")
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    files.load_weights(loop, model)
+    model.eval()
+    with torch.inference_mode():
+        detections = [frame.cpu() for batch in datamodule.test_dataloader() for frame in model.predict_step(batch, 0)]
+    path = Path(out) if out is not None else run_dir / loop_folder(loop) / NUSCENES_RESULTS_FILE
+    write_text_atomically(path, json.dumps(nuscenes_results(datamodule.dataset, detections)))
+    return path
+
+
+def _results_main(argv: Sequence[str]) -> None:
+    """``alcv-export nuscenes-results RUN_DIR [--loop N] [--out FILE]``."""
+    parser = argparse.ArgumentParser(
+        prog="alcv-export nuscenes-results", description="Write a nuScenes run's test-split detections of one loop "
+        "in the devkit's results format (the run must have kept its weights: loop.keep_weights=true).")
+    parser.add_argument("run_dir", type=Path, help="the run's output folder")
+    parser.add_argument("--loop", type=int, default=None, help="the loop (default: the last completed one)")
+    parser.add_argument("--out", type=Path, default=None, help="the results file (default: in the loop's folder)")
+    args = parser.parse_args(argv)
+    try:
+        path = export_nuscenes_results(args.run_dir, args.loop, args.out)
+    except (ValueError, FileNotFoundError) as error:
+        parser.exit(2, f"alcv-export: {error}\n")
+    dataset = OmegaConf.create(RunFiles(args.run_dir).saved_config()).data.dataset
+    print(f"written to {path}; score it with the devkit (eval_set: the devkit's split of the test scenes, e.g. "
+          f"mini_val or val):\n  python -m nuscenes.eval.detection.evaluate --result_path {shlex.quote(str(path))} "
+          f"--output_dir {shlex.quote(str(path.parent / 'nuscenes_eval'))} --dataroot "
+          f"{shlex.quote(str(dataset.root))} --version {dataset.version} --eval_set <split>")
+
+
 #: what each format writes, the data config it is read back with, and the data it exports by default
 _FORMATS = {"coco": ("data=synthetic_camera", "data=coco model=fcos_tiny"),
             "kitti": ("data=synthetic_lidar", "data=kitti"),
@@ -209,9 +285,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="alcv-export", description="Write the dataset of the alcv config (after Hydra overrides such as "
         "data.dataset.world.pool_frames=200) to a standard layout: COCO for camera data (default "
         "data=synthetic_camera), KITTI or nuScenes for LiDAR data (default data=synthetic_lidar).")
-    parser.add_argument("format", choices=sorted(_FORMATS), help="the layout to write")
+    parser.add_argument("format", choices=sorted(_FORMATS), help="the layout to write (or nuscenes-results RUN_DIR: a "
+                        "nuScenes run's detections in the devkit's results format, see alcv-export nuscenes-results "
+                        "--help)")
     parser.add_argument("out", type=Path, help="a new (or empty) output folder")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the alcv config")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["nuscenes-results"]:
+        _results_main(argv[1:])
+        return
     args = parser.parse_args(argv)
     default_data, read_back = _FORMATS[args.format]
     overrides = list(args.overrides)

@@ -255,6 +255,9 @@ class NuScenesDataset(IndexedSplits[np.ndarray]):
             class_map = {name: list(categories) for name, categories in DETECTION_CLASS_MAP.items()
                          if class_names is None or name in class_names}
         full_map = class_map_for(class_map, class_names, "NuScenesDataset")
+        #: each class -> the nuScenes categories that become it
+        self.class_map: dict[str, list[str]] = {str(name): [categories] if isinstance(categories, str)
+                                                else list(categories) for name, categories in full_map.items()}
         self.category_labels = source_labels(full_map, self.drop_categories, "NuScenesDataset", "category")
         self.class_names: tuple[str, ...] = tuple(str(name) for name in full_map)
         fractions = check_held_out(held_out, split_seed, "NuScenesDataset")

@@ -1,5 +1,6 @@
 """Writing LiDAR frames in nuScenes layout (:func:`write_nuscenes`), which :class:`~alcv.data.nuscenes.NuScenesDataset`
-and the nuScenes devkit both read (see :mod:`alcv.data.nuscenes` for the layout and the conversions).
+and the nuScenes devkit both read (see :mod:`alcv.data.nuscenes` for the layout and the conversions), and detections
+in the devkit's results format (:func:`nuscenes_results`), which its ``DetectionEval`` scores.
 
 Scenes are named as the devkit's official scenes, so that its split and evaluation code accept the export: the
 pool's and val's drives get the names of the official training split's scenes and the test split's drives those of
@@ -22,16 +23,20 @@ from PIL import Image
 
 from alcv.data.nuscenes import (
     CUSTOM_SPLITS_FILE,
+    DETECTION_CLASS_MAP,
     LIDAR_CHANNEL,
+    NuScenesDataset,
     official_scene_splits,
     quaternion_matrix,
     rigid_transform,
     yaw_quaternion,
 )
 from alcv.data.splits import SPLITS
+from alcv.models.detections import Detections
 from alcv.safe_io import refuse_non_empty, write_text_atomically
 
-__all__ = ["NUSCENES_CATEGORIES", "SPLIT_PREFIX", "write_nuscenes"]
+__all__ = ["NUSCENES_CATEGORIES", "RESULTS_META", "SPLIT_PREFIX", "detection_names", "nuscenes_results",
+           "write_nuscenes"]
 
 #: the nuScenes category of each synthetic class (golf carts are not a nuScenes category: a custom one, which
 #: the devkit's evaluation leaves out)
@@ -237,3 +242,54 @@ def _write_frames(dataset: Any, root: Path, split_indices: Mapping[str, list[int
                                        "last_annotation_token": instance["first_annotation_token"], **instance})
     tables["scene"] = list(scenes.values())
     return tables
+
+
+#: what the results' ``meta`` says of the detections: LiDAR only
+RESULTS_META = {"use_camera": False, "use_lidar": True, "use_radar": False, "use_map": False, "use_external": False}
+
+
+def detection_names(class_map: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The devkit's detection class of each alcv class whose categories (``class_map``) all belong to one (a class
+    named as a detection class with the devkit's categories maps to itself); the others are in none and are left
+    out of the results, since the devkit evaluates only its 10 classes."""
+    detection_of = {category: name for name, categories in DETECTION_CLASS_MAP.items() for category in categories}
+    names = {}
+    for name, categories in class_map.items():
+        found = {detection_of.get(category) for category in categories}
+        if len(found) == 1 and None not in found:
+            names[name] = found.pop()
+    return names
+
+
+def nuscenes_results(dataset: NuScenesDataset, detections: Sequence[Detections],
+                     names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The devkit's detection results format of LiDAR ``detections`` of ``dataset``'s frames.
+
+    Each box goes into the global frame through its frame's pose (:meth:`NuScenesDataset.lidar_to_global`):
+    ``translation`` of the centre, ``size`` ``[width, length, height]`` (``[dy, dx, dz]``), ``rotation`` the unit
+    quaternion ``[w, x, y, z]`` of the pose's rotation times the yaw; ``velocity`` ``[0, 0]`` (alcv's detectors do
+    not estimate it), ``attribute_name`` empty, ``detection_score`` the box's score and ``detection_name`` its
+    class's (``names``: alcv class -> devkit detection class, default :func:`detection_names` of the dataset's
+    class map; boxes of other classes are left out). Every frame of ``detections`` has an entry, boxes or not,
+    in the given order (the devkit evaluates exactly the samples of its split).
+
+    Returns ``{"meta": RESULTS_META, "results": {sample_token: [box, ...]}}``, ready for ``json.dump``.
+    """
+    names = detection_names(dataset.class_map) if names is None else names
+    results: dict[str, list[dict[str, Any]]] = {}
+    for frame in detections:
+        pose = dataset.lidar_to_global(frame.index)
+        token = dataset.sample_token(frame.index)
+        boxes = []
+        for box, label, score in zip(frame.boxes.tolist(), frame.labels.tolist(), frame.scores.tolist(), strict=True):
+            class_name = dataset.class_names[label]
+            if class_name not in names:
+                continue
+            x, y, z, dx, dy, dz, yaw = box
+            boxes.append({"sample_token": token, "translation": (pose[:3, :3] @ (x, y, z) + pose[:3, 3]).tolist(),
+                          "size": [dy, dx, dz],
+                          "rotation": _matrix_quaternion(pose[:3, :3] @ quaternion_matrix(yaw_quaternion(yaw))),
+                          "velocity": [0.0, 0.0], "detection_name": names[class_name],
+                          "detection_score": float(score), "attribute_name": ""})
+        results[token] = boxes
+    return {"meta": dict(RESULTS_META), "results": results}
