@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import hydra
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from alcv.data.export import write_kitti
 from alcv.data.kitti import (
     KittiCalibration,
     KittiDataset,
+    kitti_label_text,
     kitti_like_calibration,
     kitti_to_lidar_boxes,
     lidar_to_kitti_boxes,
@@ -24,6 +27,8 @@ from alcv.data.kitti import (
 )
 from alcv.data.lidar_dataset import SyntheticLidarDataset
 from alcv.data.synthetic_lidar import SyntheticLidarWorld
+from alcv.metrics.kitti_official import KittiOfficialMAP
+from alcv.pool import LabelPool
 
 CLASS_MAP = {"vehicle": ["Car", "Van"], "pedestrian": ["Pedestrian"]}
 VEHICLE, PEDESTRIAN = 0, 1
@@ -410,3 +415,126 @@ def test_writer_refuses_a_root_that_holds_something_without_touching_it(syntheti
     with pytest.raises(ValueError, match="KITTI export needs LiDAR point clouds"):
         write_kitti(camera, tmp_path / "empty")
     assert not (tmp_path / "empty").exists()
+
+
+# --- the official evaluation (alcv.metrics.kitti_official) on a KittiDataset --------------------------------------
+
+OFFICIAL_FRAMES = 45  # enough boxes for the official R40 to reach 1 for a perfect detector (41 sampled thresholds)
+
+
+def official_root(root: Path) -> Path:
+    """``OFFICIAL_FRAMES`` frames under the ideal calibration, each a Car, a Van and a Pedestrian ahead (written by
+    kitti_label_text: projected 2D boxes, truncation and occlusion 0) and a DontCare line; train = the even frames,
+    val = the odd ones."""
+    calib = read_kitti_calibration(_written_calib(root))
+    for i in range(OFFICIAL_FRAMES):
+        boxes = np.array([[8.0 + i / 5, 2.0, -0.9, 4.0, 1.7, 1.5, 0.1], [14.0, -3.0, -0.8, 5.0, 1.9, 2.1, 0.0],
+                          [9.0, -1.0 - i / 50, -0.8, 0.8, 0.6, 1.75, 1.0]])
+        lines = kitti_label_text(boxes, np.array([0, 1, 2]), calib, ["Car", "Van", "Pedestrian"]).splitlines()
+        write_frame(root, f"{i:06d}", [*lines, "DontCare -1 -1 -10 500.0 150.0 560.0 190.0 -1 -1 -1 -1000 -1000 "
+                                                "-1000 -10"])
+    write_split(root, "train", [f"{i:06d}" for i in range(0, OFFICIAL_FRAMES, 2)])
+    write_split(root, "val", [f"{i:06d}" for i in range(1, OFFICIAL_FRAMES, 2)])
+    return root
+
+
+def _written_calib(root: Path) -> Path:
+    path = root / "ideal_calib.txt"
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(IDEAL_CALIB)
+    return path
+
+
+def own_boxes(dataset: KittiDataset, frames: list[int]) -> list[dict[str, torch.Tensor]]:
+    """The dataset's own boxes of ``frames`` as detections (scores falling with the frame)."""
+    return [{"boxes": dataset[i]["boxes"], "labels": dataset[i]["labels"],
+             "scores": torch.full((dataset.num_boxes(i),), 1.0 - i / 100)} for i in frames]
+
+
+def test_official_eval_keeps_every_label_line_and_scores_the_dataset_s_own_boxes(tmp_path: Path) -> None:
+    dataset = KittiDataset(official_root(tmp_path / "training"), CLASS_MAP, official_eval=True)
+    assert dataset.official_types == ("Car", "Pedestrian")  # the benchmark type each class's class_map lists
+    frame = dataset.eval_frame(0)
+    assert frame.types == ("Car", "Van", "Pedestrian", "DontCare")
+    assert frame.occlusion.tolist() == [0, 0, 0, -1] and frame.truncation.tolist() == [0.0, 0.0, 0.0, -1.0]
+    assert frame.image_boxes[3].tolist() == [500.0, 150.0, 560.0, 190.0]
+    boxes, image_boxes = frame.project(dataset[0]["boxes"].numpy())  # the kept boxes: Car, Van, Pedestrian
+    np.testing.assert_allclose(boxes, frame.boxes[:3], atol=1e-4)
+    np.testing.assert_allclose(image_boxes, frame.image_boxes[:3], atol=0.01)
+    for mode in ("bev", "3d"):
+        metric = KittiOfficialMAP(dataset.class_names, mode)
+        metric.bind(dataset)
+        frames = list(range(len(dataset)))
+        metric.update(own_boxes(dataset, frames), own_boxes(dataset, frames), torch.tensor(frames))
+        result = metric.compute()
+        # vehicles are evaluated as Car: the detections of Vans are ignored, not false positives
+        np.testing.assert_allclose(result.ap_r40[:, :, 0], 1.0)
+        metric.reset()
+        seen = frames[:OFFICIAL_FRAMES // 2]  # detections in half the frames; every frame evaluated
+        metric.update(own_boxes(dataset, seen) + [{"boxes": torch.zeros(0, 7), "labels": torch.zeros(0),
+                                                   "scores": torch.zeros(0)}] * (len(frames) - len(seen)),
+                      own_boxes(dataset, frames), torch.tensor(frames))
+        assert metric.compute().ap_r40[0, 1, 0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="eval_frame needs official_eval=True"):
+        KittiDataset(tmp_path / "training", CLASS_MAP).eval_frame(0)
+
+
+OFFICIAL_BAD_INPUT = {
+    "occlusion not an integer": (1, "Car 0.00 1.5 0.00 10 20 30 80 1.5 1.6 3.9 2.0 1.7 10.0 0.0",
+                                 "label_2/000001.txt, line 1: occluded 1.5: expected 0 .*, 1, 2 or 3"),
+    "truncation above 1": (1, "Car 1.20 0 0.00 10 20 30 80 1.5 1.6 3.9 2.0 1.7 10.0 0.0",
+                           r"label_2/000001.txt, line 1: truncated 1.2: expected a fraction in \[0, 1\]"),
+    "bbox upside down": (2, "DontCare -1 -1 -10 10 80 30 20 -1 -1 -1 -1000 -1000 -1000 -10",
+                         "label_2/000001.txt, line 2: bbox 10 80 30 20: expected left <= right and top <= bottom"),
+    "negative size of a dropped type": (1, "Misc 0.00 0 0.00 10 20 30 80 1.5 -1.6 3.9 2.0 1.7 10.0 0.0",
+                                        "label_2/000001.txt, line 1: dimensions h=1.5 w=-1.6"),
+}
+
+
+@pytest.mark.parametrize("case", list(OFFICIAL_BAD_INPUT))
+def test_official_eval_refuses_bad_fields_naming_file_line_and_field(tmp_path: Path, case: str) -> None:
+    line_number, line, message = OFFICIAL_BAD_INPUT[case]
+    root = standard_root(tmp_path / "training")
+    set_label(line_number, line)(root)
+    arguments = {"class_map": CLASS_MAP, "drop_types": ["DontCare", "Misc"]}
+    KittiDataset(root, **arguments)  # the fields are only numbers without official_eval
+    with pytest.raises(ValueError, match=message):
+        KittiDataset(root, **arguments, official_eval=True)
+
+
+def test_official_eval_needs_p2_and_one_benchmark_type_per_class(tmp_path: Path) -> None:
+    root = standard_root(tmp_path / "training")
+    set_file("calib/000001.txt", IDEAL_CALIB.split("\n", 1)[1])(root)
+    KittiDataset(root, CLASS_MAP)
+    with pytest.raises(ValueError, match=r"calib/000001\.txt: calibration lacks P2"):
+        KittiDataset(root, CLASS_MAP, official_eval=True)
+    with pytest.raises(ValueError, match=r"class_map\['person'\] lists the benchmark types \['Pedestrian', 'Cyc"):
+        KittiDataset(root, {"vehicle": ["Car", "Van"], "person": ["Pedestrian", "Cyclist"]}, official_eval=True)
+
+
+def test_data_kitti_official_eval_reports_official_ap_in_the_test_metrics(compose_cfg: Callable[..., Any],
+                                                                         tmp_path: Path) -> None:
+    root = official_root(tmp_path / "training")
+    data = [f"data.dataset.root={root}", "data.num_workers=0", "data.dataset.class_names=[vehicle,pedestrian]",
+            "~data.dataset.class_map.golf_cart"]
+    assert "kitti_official_3d" not in hydra.utils.instantiate(compose_cfg("data=kitti", "model=bev_kitti",
+                                                                          *data).model).extra_test_metrics
+    cfg = compose_cfg("data=kitti", "model=bev_kitti", *data, "data.dataset.official_eval=true")
+    assert {"kitti_official_bev", "kitti_official_3d"} <= set(hydra.utils.instantiate(cfg.model).extra_test_metrics)
+    # the same switch on the small model, trained on nothing, through Trainer.test
+    cfg = compose_cfg("data=kitti", "model=bev_tiny", *data, "data.dataset.official_eval=true",
+                      "+model.kitti_official=${data.dataset.official_eval}")
+    model, datamodule = hydra.utils.instantiate(cfg.model), hydra.utils.instantiate(cfg.data)
+    datamodule.attach_pool(LabelPool(datamodule.pool_split()))
+    pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False).test(model, datamodule=datamodule, verbose=False)
+    values = model.extra_test_results["kitti_official_3d"].as_dict()
+    assert {"map", "ap/vehicle", "ap/pedestrian/hard/R11@0.25"} <= set(values)
+    assert all(0.0 <= value <= 1.0 for value in values.values())
+    # without the data's label fields the official metrics refuse to run
+    cfg = compose_cfg("data=kitti", "model=bev_tiny", *data, "+model.kitti_official=true")
+    model, datamodule = hydra.utils.instantiate(cfg.model), hydra.utils.instantiate(cfg.data)
+    datamodule.attach_pool(LabelPool(datamodule.pool_split()))
+    with pytest.raises(ValueError, match=r"kitti_official needs KITTI data .*data\.dataset\.official_eval=true"):
+        pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False).test(model, datamodule=datamodule, verbose=False)

@@ -15,7 +15,15 @@ rotation_y``, 15 fields, with an optional 16th, a detection score (ignored: labe
 are the box's height, width and length in metres; ``x y z`` is the centre of its **bottom** face in the
 rectified camera frame (x right, y down, z forward, metres); ``rotation_y`` is its heading around the camera's
 y axis (radians, 0 = facing camera x). Only the type and these last seven fields are used; the others (and the
-2D ``bbox``, in pixels of camera 2) need only be numbers.
+2D ``bbox``, in pixels of camera 2) need only be numbers, unless ``official_eval`` (below).
+
+**Official evaluation** (``KittiDataset(official_eval=True)``, ``data.dataset.official_eval=true``): every line of
+each label file, of any type (DontCare and the dropped types included) and wherever it lies (``point_range``
+does not apply), is also kept as a :class:`KittiEvalFrame`, for KITTI's official AP
+(:mod:`alcv.metrics.kitti_official`). Its fields are then checked, naming the file, the line and the field:
+``bbox`` must have ``left <= right`` and ``top <= bottom``; except on DontCare lines, ``truncated`` must lie in
+[0, 1], ``occluded`` be 0, 1, 2 or 3, and ``h w l`` be positive; every calib file needs ``P2`` (detections are
+projected into camera 2 for their 2D height).
 
 A **calib file** holds ``key: values`` lines of row-major matrices: ``R0_rect`` (9 values, the rectifying
 rotation) and ``Tr_velo_to_cam`` (12 values, ``[R | t]`` from the LiDAR frame to the reference camera) are
@@ -47,23 +55,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-import torch
 
 from alcv.data.splits import (
-    IndexedSplits,
+    PointCloudSplits,
     check_held_out,
+    check_point_range,
     check_split_names,
     class_map_for,
-    is_number,
+    inside_range,
+    source_labels,
 )
 from alcv.geometry import box_corners
+from alcv.metrics.kitti_official import DONT_CARE, KITTI_BENCHMARK_TYPES
 
-__all__ = ["KITTI_IMAGE_SIZE", "KITTI_NAME", "KittiCalibration", "KittiDataset", "kitti_calibration_text",
-           "kitti_label_text", "kitti_like_calibration", "kitti_to_lidar_boxes", "lidar_to_kitti_boxes",
-           "read_kitti_calibration"]
+__all__ = ["KITTI_IMAGE_SIZE", "KITTI_NAME", "KittiCalibration", "KittiDataset", "KittiEvalFrame",
+           "kitti_calibration_text", "kitti_label_text", "kitti_like_calibration", "kitti_to_lidar_boxes",
+           "lidar_to_kitti_boxes", "read_kitti_calibration"]
 
 #: the fields of a label line, in order (a 16th, ``score``, may follow)
 LABEL_FIELDS: tuple[str, ...] = ("type", "truncated", "occluded", "alpha", "bbox_left", "bbox_top", "bbox_right",
@@ -275,11 +285,13 @@ def _not_a_rotation(matrix: np.ndarray) -> str:
     return ""
 
 
-def _parse_labels(path: Path, calib: KittiCalibration, type_labels: Mapping[str, int], drop_types: frozenset[str]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The kept objects of one label file: ``(M, 7)`` float32 LiDAR boxes and ``(M,)`` int64 labels."""
-    label_boxes: list[list[float]] = []
-    labels: list[int] = []
+#: a label line: its line number, type and numeric fields (``truncated`` .. ``rotation_y``, the score left out)
+_LabelRow = tuple[int, str, list[float]]
+
+
+def _label_rows(path: Path) -> list[_LabelRow]:
+    """The non-blank lines of a label file, with the field count and every number checked."""
+    rows: list[_LabelRow] = []
     for line_number, line in enumerate(_read_lines(path), start=1):
         fields = line.split()
         if not fields:
@@ -289,20 +301,87 @@ def _parse_labels(path: Path, calib: KittiCalibration, type_labels: Mapping[str,
                              f"({' '.join(LABEL_FIELDS)}) or {len(LABEL_FIELDS) + 1} (with a score)")
         numbers = [_parse_number(path, line_number, name, text)
                    for name, text in zip(_NUMERIC_LABEL_FIELDS[:len(fields) - 1], fields[1:], strict=True)]
-        kitti_type = fields[0]
+        rows.append((line_number, fields[0], numbers[:len(LABEL_FIELDS) - 1]))
+    return rows
+
+
+def _check_size(path: Path, line_number: int, numbers: list[float]) -> None:
+    height, width, length = numbers[7:10]
+    if min(height, width, length) <= 0:
+        raise ValueError(f"{path}, line {line_number}: dimensions h={height:g} w={width:g} l={length:g}; "
+                         "expected a box of positive size (metres > 0)")
+
+
+def _parse_labels(path: Path, rows: Sequence[_LabelRow], calib: KittiCalibration, type_labels: Mapping[str, int],
+                  drop_types: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The kept objects of one label file: ``(M, 7)`` float32 LiDAR boxes and ``(M,)`` int64 labels."""
+    label_boxes: list[list[float]] = []
+    labels: list[int] = []
+    for line_number, kitti_type, numbers in rows:
         if kitti_type in drop_types:
             continue
         if kitti_type not in type_labels:
             raise ValueError(f"{path}, line {line_number}: KITTI type {kitti_type!r} is in no class_map entry; add "
                              f"it to class_map or drop_types")
-        height, width, length = numbers[7:10]
-        if min(height, width, length) <= 0:
-            raise ValueError(f"{path}, line {line_number}: dimensions h={height:g} w={width:g} l={length:g}; "
-                             "expected a box of positive size (metres > 0)")
+        _check_size(path, line_number, numbers)
         label_boxes.append(numbers[7:14])
         labels.append(type_labels[kitti_type])
     boxes = kitti_to_lidar_boxes(np.array(label_boxes).reshape(-1, 7), calib)
     return boxes.astype(np.float32), np.array(labels, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class KittiEvalFrame:
+    """Every line of one frame's label file (all types, DontCare included, whatever ``point_range``), as KITTI's
+    official evaluation (:mod:`alcv.metrics.kitti_official`) reads it, and the frame's calibration.
+
+    Attributes:
+        types: ``M`` KITTI types.
+        truncation: ``(M,)`` float64, in [0, 1] (DontCare: as in the file).
+        occlusion: ``(M,)`` int64, 0 (fully visible) to 3 (unknown) (DontCare: as in the file).
+        image_boxes: ``(M, 4)`` float64 ``[left, top, right, bottom]``, camera-2 pixels.
+        boxes: ``(M, 7)`` float64 label boxes ``[h, w, l, x, y, z, rotation_y]``, rectified camera frame (the
+            bottom-face centre), metres / radians.
+        calibration: the frame's calibration (with ``P2``).
+    """
+
+    types: tuple[str, ...]
+    truncation: np.ndarray
+    occlusion: np.ndarray
+    image_boxes: np.ndarray
+    boxes: np.ndarray
+    calibration: KittiCalibration
+
+    def project(self, lidar_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(label boxes (N, 7), image boxes (N, 4))`` of ``(N, 7)`` LiDAR boxes ``[x, y, z, dx, dy, dz, yaw]``:
+        :func:`lidar_to_kitti_boxes`, and the extent of the corners projected with ``P2`` clipped to
+        :data:`KITTI_IMAGE_SIZE` (``-1`` x 4, so of height 0, for a box with a corner behind the camera or outside
+        the image: the official evaluation then ignores it at every difficulty)."""
+        lidar_boxes = np.asarray(lidar_boxes, dtype=np.float64).reshape(-1, 7)
+        return lidar_to_kitti_boxes(lidar_boxes, self.calibration), _image_box(lidar_boxes, self.calibration)
+
+
+def _eval_frame(path: Path, rows: Sequence[_LabelRow], calib: KittiCalibration) -> KittiEvalFrame:
+    """The :class:`KittiEvalFrame` of one label file, its fields checked as the official evaluation needs them."""
+    for line_number, kitti_type, numbers in rows:
+        truncated, occluded, _, left, top, right, bottom = numbers[:7]
+        where = f"{path}, line {line_number}"
+        if not (left <= right and top <= bottom):
+            raise ValueError(f"{where}: bbox {left:g} {top:g} {right:g} {bottom:g}: expected left <= right and top "
+                             f"<= bottom (pixels of camera 2), as the official evaluation needs")
+        if kitti_type == DONT_CARE:
+            continue
+        if not 0 <= truncated <= 1:
+            raise ValueError(f"{where}: truncated {truncated:g}: expected a fraction in [0, 1], as the official "
+                             f"evaluation needs")
+        if occluded not in (0, 1, 2, 3):
+            raise ValueError(f"{where}: occluded {occluded:g}: expected 0 (fully visible), 1, 2 or 3 (unknown), as "
+                             f"the official evaluation needs")
+        _check_size(path, line_number, numbers)
+    table = np.array([numbers for _, _, numbers in rows], dtype=np.float64).reshape(-1, len(LABEL_FIELDS) - 1)
+    return KittiEvalFrame(types=tuple(kitti_type for _, kitti_type, _ in rows), truncation=table[:, 0],
+                          occlusion=table[:, 1].astype(np.int64), image_boxes=table[:, 3:7], boxes=table[:, 7:14],
+                          calibration=calib)
 
 
 def _read_frame_list(path: Path) -> list[str]:
@@ -346,10 +425,18 @@ def _frame_order(frame_id: str) -> tuple[int, int, str]:
     return 1, 0, frame_id
 
 
-def _inside_range(xyz: np.ndarray, point_range: np.ndarray) -> np.ndarray:
-    """Mask of the ``(N, 3)`` positions inside ``point_range`` ``[xmin, ymin, zmin, xmax, ymax, zmax]`` (bounds
-    inclusive)."""
-    return ((xyz >= point_range[:3]) & (xyz <= point_range[3:])).all(axis=1)
+def _official_types(class_map: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    """The KITTI type each class is evaluated as by the official evaluation: the benchmark type
+    (:data:`~alcv.metrics.kitti_official.KITTI_BENCHMARK_TYPES`) its ``class_map`` entry lists, else its first type."""
+    types = []
+    for name, kitti_types in class_map.items():
+        listed = _type_names(kitti_types, f"class_map[{name!r}]")
+        benchmark = [t for t in listed if t in KITTI_BENCHMARK_TYPES]
+        if len(benchmark) > 1:
+            raise ValueError(f"KittiDataset: class_map[{name!r}] lists the benchmark types {benchmark}; with "
+                             f"official_eval each class is evaluated as one KITTI type")
+        types.append(benchmark[0] if benchmark else listed[0])
+    return tuple(types)
 
 
 def _type_names(value: Any, what: str) -> list[str]:
@@ -360,7 +447,7 @@ def _type_names(value: Any, what: str) -> list[str]:
     return list(names)
 
 
-class KittiDataset(IndexedSplits[np.ndarray]):
+class KittiDataset(PointCloudSplits):
     """LiDAR frames in KITTI layout (see the module docstring), as one dataset indexed by absolute index.
 
     Absolute indices: the pool frames first, then val, then test, each split in ascending frame id (numeric ids
@@ -413,21 +500,26 @@ class KittiDataset(IndexedSplits[np.ndarray]):
         split_seed: the seed of the held-out drives' shuffle.
         cache_size: point clouds kept in a per-process LRU cache (0: none). With DataLoader workers each worker
             keeps its own cache; a cached frame takes 16 bytes a point.
+        official_eval: keep every label line for KITTI's official evaluation (module docstring): then
+            :meth:`eval_frame` gives a frame's :class:`KittiEvalFrame` and :attr:`official_types` the KITTI type each
+            class is evaluated as (the benchmark type, Car / Pedestrian / Cyclist, that its ``class_map`` entry
+            lists, else its first type; an entry listing two benchmark types is an error).
     """
-
-    modality: ClassVar[str] = "lidar"
 
     def __init__(self, root: Path | str, class_map: Mapping[str, Sequence[str]] | None = None,
                  class_names: Sequence[str] | None = None, splits: Mapping[str, str | None] | None = DEFAULT_SPLITS,
                  drop_types: Sequence[str] = ("DontCare",), point_range: Sequence[float] | None = None,
-                 held_out: Mapping[str, float] | None = None, split_seed: int = 0, cache_size: int = 0) -> None:
+                 held_out: Mapping[str, float] | None = None, split_seed: int = 0, cache_size: int = 0,
+                 official_eval: bool = False) -> None:
         self.root = Path(root)
+        self.official_eval = bool(official_eval)
         super().__init__(cache_size)
-        self.point_range = self._check_point_range(point_range)
+        self.point_range = check_point_range(point_range, "KittiDataset")
         self.drop_types = frozenset(_type_names(drop_types, "'drop_types'"))
         full_map = class_map_for(class_map, class_names, "KittiDataset")
-        type_labels = self._check_class_map(full_map, self.drop_types)
+        type_labels = source_labels(full_map, self.drop_types, "KittiDataset", "KITTI type", "drop_types")
         self.class_names: tuple[str, ...] = tuple(str(name) for name in full_map)
+        self.official_types = _official_types(full_map) if self.official_eval else ()
         fractions = check_held_out(held_out, split_seed, "KittiDataset")
         split_frames = self._split_frames(splits, fractions)
         drives_file = self.root / "drives.txt"
@@ -449,39 +541,7 @@ class KittiDataset(IndexedSplits[np.ndarray]):
         sources = {split: source for split, (source, _) in split_frames.items()}
         records = self._index_splits(parsed_splits, sources, fractions, split_seed, box_width=7, noun="frames")
         self._frame_ids = np.array([record["frame"] for record in records], dtype=str)
-
-    @staticmethod
-    def _check_point_range(point_range: Sequence[float] | None) -> np.ndarray | None:
-        if point_range is None:
-            return None
-        bounds = list(point_range) if isinstance(point_range, Sequence) else []
-        if len(bounds) != 6 or not all(is_number(v) and math.isfinite(v) for v in bounds) \
-                or not all(low < high for low, high in zip(bounds[:3], bounds[3:], strict=True)):
-            raise ValueError(f"KittiDataset: 'point_range' must be [xmin, ymin, zmin, xmax, ymax, zmax] (finite, "
-                             f"min < max) or null, got {point_range!r}")
-        return np.array(bounds, dtype=np.float32)
-
-    @staticmethod
-    def _check_class_map(class_map: Mapping[str, Sequence[str]], drop_types: frozenset[str]) -> dict[str, int]:
-        """``{KITTI type: alcv label}`` of a checked ``class_map``."""
-        if not isinstance(class_map, Mapping) or not class_map:
-            raise ValueError(f"KittiDataset: 'class_map' must be a non-empty mapping of class name -> KITTI types, "
-                             f"got {class_map!r}")
-        type_labels: dict[str, int] = {}
-        names = list(class_map)
-        for label, (name, types) in enumerate(class_map.items()):
-            kitti_types = _type_names(types, f"class_map[{name!r}]")
-            if not kitti_types:
-                raise ValueError(f"KittiDataset: class_map[{name!r}] names no KITTI type")
-            for kitti_type in kitti_types:
-                if kitti_type in type_labels:
-                    raise ValueError(f"KittiDataset: class_map: KITTI type {kitti_type!r} is mapped to both "
-                                     f"{names[type_labels[kitti_type]]!r} and {name!r}")
-                if kitti_type in drop_types:
-                    raise ValueError(f"KittiDataset: KITTI type {kitti_type!r} is in both class_map[{name!r}] and "
-                                     f"drop_types")
-                type_labels[kitti_type] = label
-        return type_labels
+        self._eval_frames: list[KittiEvalFrame] = [record["eval"] for record in records] if official_eval else []
 
     def _split_file(self, stem: str) -> Path:
         """``ImageSets/<stem>.txt`` in ``root``, else beside it (the OpenPCDet layout)."""
@@ -539,11 +599,25 @@ class KittiDataset(IndexedSplits[np.ndarray]):
         if size % _POINT_BYTES:
             raise ValueError(f"{points}: {size} bytes is not a multiple of {_POINT_BYTES} (float32 x, y, z, "
                              f"reflectance a point)")
-        boxes, labels = _parse_labels(label, read_kitti_calibration(calib), type_labels, self.drop_types)
+        rows, calibration = _label_rows(label), read_kitti_calibration(calib)
+        boxes, labels = _parse_labels(label, rows, calibration, type_labels, self.drop_types)
         if self.point_range is not None:
-            inside = _inside_range(boxes[:, :3], self.point_range)
+            inside = inside_range(boxes[:, :3], self.point_range)
             boxes, labels = boxes[inside], labels[inside]
-        return {"frame": frame, "boxes": boxes, "labels": labels}
+        record = {"frame": frame, "boxes": boxes, "labels": labels}
+        if self.official_eval:
+            if "P2" not in calibration.projections:
+                raise ValueError(f"{calib}: calibration lacks P2 (a line 'P2: <12 values>'), which the official "
+                                 f"evaluation (official_eval) needs to project detections into camera 2")
+            record["eval"] = _eval_frame(label, rows, calibration)
+        return record
+
+    def eval_frame(self, index: int) -> KittiEvalFrame:
+        """The label file of absolute index ``index`` as the official evaluation reads it (``official_eval``)."""
+        if not self.official_eval:
+            raise ValueError("KittiDataset: eval_frame needs official_eval=True (data.dataset.official_eval=true), "
+                             "which keeps the label fields of KITTI's official evaluation")
+        return self._eval_frames[self._check_index(index)]
 
     def frame_id(self, index: int) -> str:
         """The KITTI frame id (file stem) of absolute index ``index``."""
@@ -562,22 +636,8 @@ class KittiDataset(IndexedSplits[np.ndarray]):
                              f"the dataset was built?)")
         points = values.reshape(-1, 4).astype(np.float32, copy=False)
         if self.point_range is not None:
-            points = points[_inside_range(points[:, :3], self.point_range)]
+            points = points[inside_range(points[:, :3], self.point_range)]
         return points
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """The item at absolute ``index`` (the contract of :mod:`alcv.data.lidar_dataset`)."""
-        index = self._check_index(index)
-        points = self._cached(index, self._points).copy()  # a transform may write into its input, not the cache
-        boxes, labels = self._annotations(index)
-        return {
-            "index": index,
-            "points": torch.from_numpy(points),
-            "boxes": torch.tensor(boxes),
-            "labels": torch.tensor(labels),
-            "drive_id": int(self._drive_ids[index]),
-            "timestamp": float(self._timestamps[index]),
-        }
 
 
 def kitti_calibration_text(calib: KittiCalibration) -> str:

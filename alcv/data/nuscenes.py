@@ -42,13 +42,12 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from alcv.data.splits import (
-    IndexedSplits,
+    PointCloudSplits,
     check_held_out,
     check_point_range,
     check_split_names,
@@ -191,7 +190,7 @@ class _Tables:
         return poses[0] @ poses[1]
 
 
-class NuScenesDataset(IndexedSplits[np.ndarray]):
+class NuScenesDataset(PointCloudSplits):
     """The keyframes of a nuScenes-layout dataset (see the module docstring), as one dataset indexed by absolute
     index: the pool frames first, then val, then test, each split scene by scene (scenes in the order of the
     ``scene`` table), samples in time order.
@@ -233,8 +232,6 @@ class NuScenesDataset(IndexedSplits[np.ndarray]):
         cache_size: point clouds kept in a per-process LRU cache (0: none), 20 bytes a point.
     """
 
-    modality: ClassVar[str] = "lidar"
-
     def __init__(self, root: Path | str, version: str = "v1.0-mini",
                  class_map: Mapping[str, Sequence[str]] | None = None, class_names: Sequence[str] | None = None,
                  splits: Mapping[str, str | None] | Literal["official"] | None = "official",
@@ -258,7 +255,8 @@ class NuScenesDataset(IndexedSplits[np.ndarray]):
         #: each class -> the nuScenes categories that become it
         self.class_map: dict[str, list[str]] = {str(name): [categories] if isinstance(categories, str)
                                                 else list(categories) for name, categories in full_map.items()}
-        self.category_labels = source_labels(full_map, self.drop_categories, "NuScenesDataset", "category")
+        self.category_labels = source_labels(full_map, self.drop_categories, "NuScenesDataset", "category",
+                                             "drop_categories")
         self.class_names: tuple[str, ...] = tuple(str(name) for name in full_map)
         fractions = check_held_out(held_out, split_seed, "NuScenesDataset")
         self._tables = _Tables(self.root, self.version)
@@ -441,13 +439,3 @@ class NuScenesDataset(IndexedSplits[np.ndarray]):
         if self.point_range is not None:
             points = points[inside_range(points[:, :3], self.point_range)]
         return points
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """The item at absolute ``index`` (the contract of :mod:`alcv.data.lidar_dataset`, 5 point channels)."""
-        index = self._check_index(index)
-        points = self._cached(index, self._points).copy()  # a transform may write into its input, not the cache
-        boxes, labels = self._annotations(index)
-        return {"index": index, "points": torch.from_numpy(points), "boxes": torch.tensor(boxes),
-                "labels": torch.tensor(labels), "drive_id": int(self._drive_ids[index]),
-                "timestamp": float(self._timestamps[index])}
-

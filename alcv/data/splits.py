@@ -8,9 +8,10 @@ import operator
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
+import torch
 
 #: what a dataset loads lazily per frame (an image tensor, a point array)
 Loaded = TypeVar("Loaded")
@@ -95,11 +96,12 @@ def inside_range(xyz: np.ndarray, point_range: np.ndarray) -> np.ndarray:
     return ((xyz >= point_range[:3]) & (xyz <= point_range[3:])).all(axis=1)
 
 
-def source_labels(class_map: Mapping[str, Any], dropped: Collection[str], owner: str, noun: str) -> dict[str, int]:
+def source_labels(class_map: Mapping[str, Any], dropped: Collection[str], owner: str, noun: str, dropped_setting: str
+                  ) -> dict[str, int]:
     """``{source name: alcv label}`` of a ``class_map`` (each alcv class, in label order -> the source's ``noun``
     names that become it: KITTI types, nuScenes categories); a single name stands for a list of one. Refuses an
-    empty map or entry, a name mapped to two classes and a name that is also ``dropped``; errors start with
-    ``owner``."""
+    empty map or entry, a name mapped to two classes and a name that is also ``dropped`` (the setting
+    ``dropped_setting``); errors start with ``owner``."""
     if not isinstance(class_map, Mapping) or not class_map:
         raise ValueError(f"{owner}: 'class_map' must be a non-empty mapping of class name -> {noun} names, got "
                          f"{class_map!r}")
@@ -107,16 +109,16 @@ def source_labels(class_map: Mapping[str, Any], dropped: Collection[str], owner:
     names = list(class_map)
     for label, (name, sources) in enumerate(class_map.items()):
         sources = [sources] if isinstance(sources, str) else sources
-        if not isinstance(sources, Sequence) or not sources \
-                or not all(isinstance(source, str) and source for source in sources):
-            raise ValueError(f"{owner}: class_map[{name!r}] must be a non-empty list of {noun} names, got "
-                             f"{sources!r}")
+        if not isinstance(sources, Sequence) or not all(isinstance(source, str) and source for source in sources):
+            raise ValueError(f"{owner}: class_map[{name!r}] must be a list of {noun} names, got {sources!r}")
+        if not sources:
+            raise ValueError(f"{owner}: class_map[{name!r}] names no {noun}")
         for source in sources:
             if source in labels:
                 raise ValueError(f"{owner}: class_map: {noun} {source!r} is mapped to both {names[labels[source]]!r} "
                                  f"and {name!r}")
             if source in dropped:
-                raise ValueError(f"{owner}: {noun} {source!r} is in both class_map[{name!r}] and the dropped ones")
+                raise ValueError(f"{owner}: {noun} {source!r} is in both class_map[{name!r}] and {dropped_setting}")
             labels[source] = label
     return labels
 
@@ -268,3 +270,22 @@ class IndexedSplits(Generic[Loaded]):
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return loaded
+
+
+class PointCloudSplits(IndexedSplits[np.ndarray]):
+    """:class:`IndexedSplits` of LiDAR frames: items of the contract of :mod:`alcv.data.lidar_dataset`, whose
+    points a subclass reads in ``_points(index)`` (an ``(N, F)`` float32 array, loaded through the cache)."""
+
+    modality: ClassVar[str] = "lidar"
+
+    def _points(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The item at absolute ``index`` (the contract of :mod:`alcv.data.lidar_dataset`)."""
+        index = self._check_index(index)
+        points = self._cached(index, self._points).copy()  # a transform may write into its input, not the cache
+        boxes, labels = self._annotations(index)
+        return {"index": index, "points": torch.from_numpy(points), "boxes": torch.tensor(boxes),
+                "labels": torch.tensor(labels), "drive_id": int(self._drive_ids[index]),
+                "timestamp": float(self._timestamps[index])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alcv.metrics.average_precision import DetectionAP
 from alcv.metrics.center_distance import DEFAULT_THRESHOLDS, CenterDistanceMAP, center_distance_ap
 from alcv.metrics.kitti_ap import KittiAP, KittiMAP, kitti_ap
+from alcv.metrics.kitti_official import KittiOfficialAP, KittiOfficialMAP, kitti_official_ap
 from alcv.metrics.rotated_iou import bev_iou, bev_iou_pairs, box_corners_bev, iou_3d, iou_3d_pairs
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "DetectionAP",
     "KittiAP",
     "KittiMAP",
+    "KittiOfficialAP",
+    "KittiOfficialMAP",
     "bev_iou",
     "bev_iou_pairs",
     "box_corners_bev",
@@ -20,4 +23,5 @@ __all__ = [
     "iou_3d",
     "iou_3d_pairs",
     "kitti_ap",
+    "kitti_official_ap",
 ]

@@ -11,7 +11,8 @@ Differences from the KITTI devkit, all deliberate:
   per-ground-truth assignment over score thresholds.
 * KITTI's difficulty levels (easy / moderate / hard by 2D box height, occlusion and truncation), its
   DontCare regions and its neighbouring-class ignores are not applied: alcv filters classes at load time and
-  every ground-truth box counts.
+  every ground-truth box counts. KITTI's official protocol, for data with KITTI's label fields, is
+  :mod:`alcv.metrics.kitti_official`.
 * A class without any ground-truth box in the evaluated frames gets AP = NaN (and a warning) and is left out
   of the mAP.
 

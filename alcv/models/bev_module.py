@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from alcv.metrics import CenterDistanceMAP, KittiMAP
+from alcv.metrics import CenterDistanceMAP, KittiMAP, KittiOfficialMAP
 from alcv.models.components.bev import BEVDetector
 from alcv.models.detection_module import DetectionModule, OptimizerFactory, SchedulerFactory
 from alcv.models.detections import Detections
@@ -30,6 +30,12 @@ class BEVDetectionModule(DetectionModule):
             e.g. ``{"default": [0.7, 0.5], "pedestrian": [0.5, 0.25]}`` (KITTI's strict and loose levels). It
             adds the test metrics ``kitti_bev`` and ``kitti_3d`` (:class:`~alcv.metrics.kitti_ap.KittiMAP`, IoU in
             bird's-eye view and in 3D, 40 recall positions), kept in :attr:`extra_test_results`.
+        kitti_official: also KITTI's official evaluation (:mod:`alcv.metrics.kitti_official`: easy / moderate /
+            hard, R40 and R11, per IoU level) on the test split, as the test metrics ``kitti_official_bev`` and
+            ``kitti_official_3d``; it reads the label files through the test datamodule's dataset, which must be a
+            :class:`~alcv.data.kitti.KittiDataset` built with ``official_eval=True`` (bound at test start).
+        kitti_official_iou_thresholds: the official metrics' IoU thresholds per level by KITTI type (with an
+            optional ``"default"``), see :class:`~alcv.metrics.kitti_official.KittiOfficialMAP`; None: KITTI's.
 
     ``validation_step``/``test_step`` accumulate mAP; the result of the last test is kept in
     :attr:`test_result` (a :class:`DetectionAP`). ``predict_step`` returns a list with one
@@ -47,11 +53,16 @@ class BEVDetectionModule(DetectionModule):
     def __init__(self, detector: BEVDetector, class_names: Sequence[str], optimizer: OptimizerFactory,
                  scheduler: SchedulerFactory | None = None,
                  thresholds: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-                 kitti_iou_thresholds: Mapping[str, Sequence[float]] | None = None) -> None:
-        extra_metrics = {}
+                 kitti_iou_thresholds: Mapping[str, Sequence[float]] | None = None, kitti_official: bool = False,
+                 kitti_official_iou_thresholds: Mapping[str, Sequence[float]] | None = None) -> None:
+        extra_metrics: dict[str, KittiMAP | KittiOfficialMAP] = {}
         if kitti_iou_thresholds is not None:
             levels = _per_class_levels(kitti_iou_thresholds, class_names)
             extra_metrics = {f"kitti_{mode}": KittiMAP(tuple(class_names), levels, mode=mode) for mode in ("bev", "3d")}
+        if kitti_official:
+            extra_metrics.update({f"kitti_official_{mode}": KittiOfficialMAP(tuple(class_names), mode,
+                                                                              kitti_official_iou_thresholds)
+                                  for mode in ("bev", "3d")})
         super().__init__(class_names, optimizer, scheduler, CenterDistanceMAP(tuple(class_names), thresholds),
                          CenterDistanceMAP(tuple(class_names), thresholds), extra_metrics)
         if len(class_names) != detector.num_classes:
@@ -59,6 +70,19 @@ class BEVDetectionModule(DetectionModule):
                              f"detector with {detector.num_classes} classes")
         self.save_hyperparameters(ignore=["detector"])
         self.detector = detector
+
+    def on_test_start(self) -> None:
+        """Bind the official KITTI metrics (if any) to the test datamodule's dataset."""
+        official = [m for m in self.extra_test_metrics.values() if isinstance(m, KittiOfficialMAP)]
+        if not official:
+            return
+        dataset = getattr(self.trainer.datamodule, "dataset", None)
+        if not getattr(dataset, "official_eval", False):
+            raise ValueError(f"BEVDetectionModule: kitti_official needs KITTI data with the label fields of the "
+                             f"official evaluation (data=kitti with data.dataset.official_eval=true), got "
+                             f"{type(dataset).__name__}")
+        for metric in official:
+            metric.bind(dataset)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         return self.detector(batch["points"], batch["point_batch"], len(batch["index"]))
