@@ -186,7 +186,7 @@ class _Tables:
         for table in ("ego_pose", "calibrated_sensor"):
             token = sample_data.get(f"{table}_token")
             poses.append(rigid_transform(self.get(table, token, "rotation", referrer),
-                                    self.get(table, token, "translation", referrer)))
+                                         self.get(table, token, "translation", referrer)))
         return poses[0] @ poses[1]
 
 
@@ -205,7 +205,8 @@ class NuScenesDataset(PointCloudSplits):
     ``class_map`` nor ``drop_categories`` names is an error. A keyframe left without boxes stays a frame.
 
     Splits: ``splits`` maps each alcv split to a split name of the devkit (``nuscenes.utils.splits``: ``train``,
-    ``val``, ``mini_train``, ``mini_val``, ...), whose scenes it takes; ``"official"`` (the default) is the
+    ``val``, ``mini_train``, ``mini_val``, ...) or a custom split of ``<version>/splits.json`` (the devkit's file of
+    custom splits, ``{name: [scene names]}``), whose scenes it takes; ``"official"`` (the default) is the
     devkit's train / val split for ``v1.0-trainval`` and mini_train / mini_val for ``v1.0-mini``; None makes every
     scene the pool, and ``held_out`` carves 'val' and 'test' out of it by whole scenes (as the other readers
     carve drives).
@@ -380,16 +381,19 @@ class NuScenesDataset(PointCloudSplits):
             referrer = f"sample_annotation {annotation['token']}"
             category_token = tables.get("instance", annotation.get("instance_token"), "category_token", referrer)
             category = tables.get("category", category_token, "name", referrer)
-            if category in self.drop_categories or annotation.get("num_lidar_pts", 0) < self.min_lidar_points:
+            if category in self.drop_categories or (self.min_lidar_points and tables.get(
+                    "sample_annotation", annotation["token"], "num_lidar_pts", referrer) < self.min_lidar_points):
                 continue
             if category not in self.category_labels:
                 raise ValueError(f"{tables.folder / 'sample_annotation.json'}: annotation {annotation['token']}: "
                                  f"category {category!r} is in no class_map entry; add it to class_map or "
                                  f"drop_categories")
-            centre = global_to_lidar[:3, :3] @ np.asarray(annotation["translation"], float) + global_to_lidar[:3, 3]
-            rotation = global_to_lidar[:3, :3] @ quaternion_matrix(annotation["rotation"])
-            width, length, height = annotation["size"]
-            boxes.append([*centre, length, width, height, math.atan2(rotation[1, 0], rotation[0, 0])])
+            translation, rotation, size = (tables.get("sample_annotation", annotation["token"], field, referrer)
+                                           for field in ("translation", "rotation", "size"))
+            centre = global_to_lidar[:3, :3] @ np.asarray(translation, float) + global_to_lidar[:3, 3]
+            orientation = global_to_lidar[:3, :3] @ quaternion_matrix(rotation)
+            width, length, height = size
+            boxes.append([*centre, length, width, height, math.atan2(orientation[1, 0], orientation[0, 0])])
             labels.append(self.category_labels[category])
         boxes_array = np.array(boxes, dtype=np.float64).reshape(-1, 7)
         labels_array = np.array(labels, dtype=np.int64)
