@@ -45,7 +45,7 @@ Usage::
     python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency_small --seeds 0 1 2 \
         --arms random least_confidence@boxes --box-query 2000 --jobs 2 -- \
         data=synthetic_lidar_small loop.initial_size=50 loop.query_size=100
-    # the protocol on the default world (experiment=label_efficiency: 100 ... 1,100 of 1,963 frames)
+    # the protocol on the default world (experiment=label_efficiency: 100 ... 1,100 of 2,063 frames)
     python benchmarks/label_efficiency.py --study benchmarks/studies/label_efficiency --seeds 0 1 2 3 4 \\
         --arms random least_confidence --jobs 2 --out benchmarks/results/label_efficiency.txt
 
