@@ -214,6 +214,9 @@ def test_the_loop_runs_on_an_exported_nuscenes_folder_and_the_devkit_scores_its_
     assert [record["n_labeled_frames"] for record in records] == [10, 20]
     assert records[0]["n_selected"] == 10 and records[0]["strategy"] == "least_confidence"
 
+    with pytest.raises(SystemExit):  # no run there: refused, and nothing is made
+        main(["nuscenes-results", str(tmp_path / "no_run")])
+    assert "is not the folder of an alcv run" in capsys.readouterr().err and not (tmp_path / "no_run").exists()
     main(["nuscenes-results", cfg.output_dir])
     path = Path(cfg.output_dir) / "loop_001" / "nuscenes_results.json"
     assert f"written to {path}; score it with the devkit" in capsys.readouterr().out

@@ -229,6 +229,8 @@ def export_nuscenes_results(run_dir: Path | str, loop: int | None = None, out: P
     or a loop without weights, and ``ValueError`` for a run on other data or a loop that did not complete.
     """
     run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():  # before RunFiles, which makes its folder
+        raise FileNotFoundError(f"{run_dir / RUN_FILE}: not found; {run_dir} is not the folder of an alcv run")
     files = RunFiles(run_dir)
     cfg = OmegaConf.create(files.saved_config())
     if cfg.data.dataset.get("_target_") != f"{NuScenesDataset.__module__}.{NuScenesDataset.__name__}":
