@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import re
 import shutil
@@ -94,6 +95,35 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
         if before.get(key, missing) != after.get(key, missing):
             changes.append(f"{key}: {before.get(key, missing)!r} -> {after.get(key, missing)!r}")
     return changes
+
+
+def _read_run(path: Path) -> dict[str, Any]:
+    """A ``run.json``, checked field by field (as a resume reads it)."""
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a valid run file ({error})") from error
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ValueError(f"{path}: field 'config' missing; expected a JSON object with the run's config")
+    if saved.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path}: field 'format' is {saved.get('format')!r}, expected {RUN_FORMAT}")
+    version = saved.get("logger_version")
+    if not (version is None or (isinstance(version, int) and not isinstance(version, bool) and version >= 0)
+            or (isinstance(version, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", version)
+                and version not in (".", ".."))):
+        raise ValueError(f"{path}: field 'logger_version' is {version!r}; expected null, a whole number >= 0 or "
+                         "a run id of letters, digits, '_', '-' and '.' (the W&B or CSV run to continue)")
+    return saved
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The resolved config the run in ``run_dir`` was started with (its ``run.json``, checked as a resume checks
+    it), read without making or changing anything. Raises ``FileNotFoundError`` for a folder without ``run.json``
+    and ``ValueError`` for a run file that is not one."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; {run_dir} is not the folder of an alcv run")
+    return _read_run(path)["config"]
 
 
 @dataclass(frozen=True)
@@ -166,7 +196,7 @@ class RunFiles:
                                           "not a run that can be resumed; give the run a new output_dir (a run's "
                                           "files are never overwritten)")
             return Progress()
-        saved = self._read_run(run_path)
+        saved = _read_run(run_path)
         changes = config_changes(saved["config"], config)
         if changes:
             raise ValueError(f"{run_path}: the run in {self.output_dir} was started with another configuration, so "
@@ -188,30 +218,6 @@ class RunFiles:
         self._drop_interrupted(completed, records, selections)
         log.info("resuming the run in %s after %d completed loops", self.output_dir, completed)
         return Progress(completed, records, selections, pool, version)
-
-    def saved_config(self) -> dict[str, Any]:
-        """The resolved config the run was started with (its ``run.json``, checked as a resume checks it)."""
-        path = self._path(RUN_FILE)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; {self.output_dir} is not the folder of an alcv run")
-        return self._read_run(path)["config"]
-
-    def _read_run(self, path: Path) -> dict[str, Any]:
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not a valid run file ({error})") from error
-        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
-            raise ValueError(f"{path}: field 'config' missing; expected a JSON object with the run's config")
-        if saved.get("format") != RUN_FORMAT:
-            raise ValueError(f"{path}: field 'format' is {saved.get('format')!r}, expected {RUN_FORMAT}")
-        version = saved.get("logger_version")
-        if not (version is None or (isinstance(version, int) and not isinstance(version, bool) and version >= 0)
-                or (isinstance(version, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", version)
-                    and version not in (".", ".."))):
-            raise ValueError(f"{path}: field 'logger_version' is {version!r}; expected null, a whole number >= 0 or "
-                             "a run id of letters, digits, '_', '-' and '.' (the W&B or CSV run to continue)")
-        return saved
 
     def _completed_records(self) -> list[dict[str, Any]]:
         path = self._path(RESULTS_FILE)

@@ -51,7 +51,7 @@ from alcv.data.kitti import (
 from alcv.data.nuscenes import NuScenesDataset
 from alcv.data.nuscenes_writer import nuscenes_results, write_nuscenes
 from alcv.data.splits import SPLITS
-from alcv.run_files import RUN_FILE, WEIGHTS_FILE, RunFiles, loop_folder
+from alcv.run_files import RUN_FILE, WEIGHTS_FILE, RunFiles, loop_folder, read_run_config
 from alcv.run_records import RESULTS_FILE, read_results
 from alcv.safe_io import refuse_non_empty, write_text_atomically
 from alcv.settings import check_settings, experiment_choice
@@ -229,10 +229,7 @@ def export_nuscenes_results(run_dir: Path | str, loop: int | None = None, out: P
     or a loop without weights, and ``ValueError`` for a run on other data or a loop that did not complete.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / RUN_FILE).is_file():  # before RunFiles, which makes its folder
-        raise FileNotFoundError(f"{run_dir / RUN_FILE}: not found; {run_dir} is not the folder of an alcv run")
-    files = RunFiles(run_dir)
-    cfg = OmegaConf.create(files.saved_config())
+    cfg = OmegaConf.create(read_run_config(run_dir))
     if cfg.data.dataset.get("_target_") != f"{NuScenesDataset.__module__}.{NuScenesDataset.__name__}":
         raise ValueError(f"{run_dir / RUN_FILE}: the run read {cfg.data.dataset.get('_target_')}, not nuScenes data "
                          "(data=nuscenes)")
@@ -245,7 +242,7 @@ def export_nuscenes_results(run_dir: Path | str, loop: int | None = None, out: P
         raise FileNotFoundError(f"{weights}: not found; a run keeps every loop's weights with loop.keep_weights=true")
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
-    files.load_weights(loop, model)
+    RunFiles(run_dir).load_weights(loop, model)
     model.eval()
     with torch.inference_mode():
         detections = [frame.cpu() for batch in datamodule.test_dataloader() for frame in model.predict_step(batch, 0)]
@@ -267,7 +264,7 @@ def _results_main(argv: Sequence[str]) -> None:
         path = export_nuscenes_results(args.run_dir, args.loop, args.out)
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"alcv-export: {error}\n")
-    dataset = OmegaConf.create(RunFiles(args.run_dir).saved_config()).data.dataset
+    dataset = OmegaConf.create(read_run_config(args.run_dir)).data.dataset
     print(f"written to {path}; score it with the devkit (eval_set: the devkit's split of the test scenes, e.g. "
           f"mini_val or val):\n  python -m nuscenes.eval.detection.evaluate --result_path {shlex.quote(str(path))} "
           f"--output_dir {shlex.quote(str(path.parent / 'nuscenes_eval'))} --dataroot "

@@ -154,6 +154,14 @@ class _Tables:
             raise FileNotFoundError(f"NuScenesDataset: version folder {self.folder} not found (versions in {root}: "
                                     f"{found or 'none'})")
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: self._load(name) for name in TABLES}
+        #: sample token -> its ``LIDAR_TOP`` keyframe ``sample_data`` record
+        self.lidar_keyframes: dict[str, dict[str, Any]] = {
+            record["sample_token"]: record for record in self.records["sample_data"].values()
+            if record.get("is_key_frame") and self._channel(record) == LIDAR_CHANNEL}
+        #: sample token -> its ``sample_annotation`` records
+        self.annotations: dict[str, list[dict[str, Any]]] = {}
+        for record in self.records["sample_annotation"].values():
+            self.annotations.setdefault(record.get("sample_token", ""), []).append(record)
 
     def _load(self, name: str) -> dict[str, dict[str, Any]]:
         path = self.folder / f"{name}.json"
@@ -178,6 +186,12 @@ class _Tables:
         if field not in record:
             raise ValueError(f"{self.folder / (table + '.json')}: record {token}: lacks the field {field!r}")
         return record[field]
+
+    def _channel(self, sample_data: Mapping[str, Any]) -> str:
+        """The sensor channel of a ``sample_data`` record (e.g. ``LIDAR_TOP``)."""
+        referrer = f"sample_data {sample_data['token']}"
+        sensor = self.get("calibrated_sensor", sample_data.get("calibrated_sensor_token"), "sensor_token", referrer)
+        return str(self.get("sensor", sensor, "channel", referrer))
 
     def pose(self, sample_data: Mapping[str, Any]) -> np.ndarray:
         """``(4, 4)`` LiDAR frame -> global frame of a ``sample_data`` record: ego pose · calibrated sensor."""
@@ -342,23 +356,12 @@ class NuScenesDataset(PointCloudSplits):
 
     def _keyframe_lidar(self, sample_token: str) -> dict[str, Any]:
         """The ``LIDAR_TOP`` keyframe ``sample_data`` record of a sample, its point file checked."""
-        if not hasattr(self, "_keyframes"):
-            self._keyframes: dict[str, dict[str, Any]] = {}
-            for record in self._tables.records["sample_data"].values():
-                if record.get("is_key_frame") and self._channel(record) == LIDAR_CHANNEL:
-                    self._keyframes[record["sample_token"]] = record
-        record = self._keyframes.get(sample_token)
+        record = self._tables.lidar_keyframes.get(sample_token)
         if record is None:
             raise ValueError(f"{self._tables.folder / 'sample_data.json'}: sample {sample_token} has no "
                              f"{LIDAR_CHANNEL} keyframe")
         self._check_point_file(record)
         return record
-
-    def _channel(self, sample_data: Mapping[str, Any]) -> str:
-        referrer = f"sample_data {sample_data['token']}"
-        sensor = self._tables.get("calibrated_sensor", sample_data.get("calibrated_sensor_token"), "sensor_token",
-                                  referrer)
-        return str(self._tables.get("sensor", sensor, "channel", referrer))
 
     def _check_point_file(self, sample_data: Mapping[str, Any]) -> Path:
         path = self.root / sample_data["filename"]
@@ -377,7 +380,7 @@ class NuScenesDataset(PointCloudSplits):
         global_to_lidar = np.linalg.inv(lidar_to_global)
         boxes: list[list[float]] = []
         labels: list[int] = []
-        for annotation in self._sample_annotations(sample_token):
+        for annotation in tables.annotations.get(sample_token, []):
             referrer = f"sample_annotation {annotation['token']}"
             category_token = tables.get("instance", annotation.get("instance_token"), "category_token", referrer)
             category = tables.get("category", category_token, "name", referrer)
@@ -401,13 +404,6 @@ class NuScenesDataset(PointCloudSplits):
             inside = inside_range(boxes_array[:, :3], self.point_range)
             boxes_array, labels_array = boxes_array[inside], labels_array[inside]
         return boxes_array, labels_array
-
-    def _sample_annotations(self, sample_token: str) -> list[dict[str, Any]]:
-        if not hasattr(self, "_annotations_by_sample"):
-            self._annotations_by_sample: dict[str, list[dict[str, Any]]] = {}
-            for record in self._tables.records["sample_annotation"].values():
-                self._annotations_by_sample.setdefault(record.get("sample_token", ""), []).append(record)
-        return self._annotations_by_sample.get(sample_token, [])
 
     def sample_token(self, index: int) -> str:
         """The nuScenes sample token of absolute index ``index``."""

@@ -161,20 +161,18 @@ def write_nuscenes(dataset: Any, root: Path | str, categories: Sequence[str] | N
     version, train_names, test_names = _scene_names({split: len(ids) for split, ids in drives.items()})
     root = Path(root)
     refuse_non_empty(root)
-    tables = _write_frames(dataset, root, split_indices, categories, lidar_mount,
-                           {**dict(zip(sorted(drives["pool"]) + sorted(drives["val"]), train_names, strict=False)),
-                            **dict(zip(sorted(drives["test"]), test_names, strict=False))})
+    scene_names = {**dict(zip(sorted(drives["pool"]) + sorted(drives["val"]), train_names, strict=False)),
+                   **dict(zip(sorted(drives["test"]), test_names, strict=False))}
+    tables = _write_frames(dataset, root, split_indices, categories, lidar_mount, scene_names)
     folder = root / version
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
         if name != "scene":
             (folder / f"{name}.json").write_text(json.dumps(rows), encoding="utf-8")
-    scene_of_drive = {scene["drive"]: scene["name"] for scene in tables["scene"]}
     write_text_atomically(folder / CUSTOM_SPLITS_FILE, json.dumps(
-        {f"{SPLIT_PREFIX}{split}": sorted({scene_of_drive[drive] for drive in drives[split]})
+        {f"{SPLIT_PREFIX}{split}": sorted(scene_names[drive] for drive in drives[split])
          for split in SPLITS if drives[split]}))
-    write_text_atomically(folder / "scene.json", json.dumps(
-        [{key: value for key, value in scene.items() if key != "drive"} for scene in tables["scene"]]))
+    write_text_atomically(folder / "scene.json", json.dumps(tables["scene"]))
     return {"root": str(root), "version": version,
             "splits": {split: f"{SPLIT_PREFIX}{split}" for split in SPLITS if drives[split]},
             "class_map": {name: [category] for name, category in zip(class_names, categories, strict=True)},
@@ -184,7 +182,7 @@ def write_nuscenes(dataset: Any, root: Path | str, categories: Sequence[str] | N
 def _write_frames(dataset: Any, root: Path, split_indices: Mapping[str, list[int]], categories: Sequence[str],
                   lidar_mount: tuple[Sequence[float], Sequence[float]], scene_names: Mapping[int, str]
                   ) -> dict[str, list[dict[str, Any]]]:
-    """Write every frame's point file and return the tables (the scenes with their ``drive``)."""
+    """Write every frame's point file and return the tables."""
     (root / "samples" / LIDAR_CHANNEL).mkdir(parents=True, exist_ok=True)
     (root / "maps").mkdir(parents=True, exist_ok=True)
     sensor, calibration, log, map_token = (_token(table) for table in ("sensor", "calibrated_sensor", "log", "map"))
@@ -213,7 +211,7 @@ def _write_frames(dataset: Any, root: Path, split_indices: Mapping[str, list[int
         sample, sample_data, pose = (_token(table, index) for table in ("sample", "sample_data", "ego_pose"))
         scene = scenes.setdefault(drive, {"token": _token("scene", drive), "log_token": log, "nbr_samples": 0,
                                           "first_sample_token": sample, "name": scene_names[drive],
-                                          "description": f"alcv synthetic drive {drive}", "drive": drive})
+                                          "description": f"alcv synthetic drive {drive}"})
         scene.update(nbr_samples=scene["nbr_samples"] + 1, last_sample_token=sample)
         sample_record = {"token": sample, "timestamp": microseconds, "prev": "", "next": "",
                          "scene_token": scene["token"]}

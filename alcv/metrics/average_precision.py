@@ -217,7 +217,7 @@ def greedy_match(
 
     # Predictions that have ground truth to compare with, ordered by (rank within group, processing order):
     # one matching round per rank handles at most one prediction per group, so rounds never conflict.
-    rank = _rank_in_group(pred_group, num_groups)
+    rank = rank_in_group(pred_group, num_groups)
     pair_count = gt_count[pred_group]
     candidates = np.flatnonzero(pair_count > 0)
     candidates = candidates[np.argsort(rank[candidates], kind="stable")]
@@ -277,7 +277,7 @@ def _frame_class_groups(
     return new_id[inverse[:num_pred]], new_id[inverse[num_pred:]], int(np.count_nonzero(has_pred))
 
 
-def _rank_in_group(group: np.ndarray, num_groups: int) -> np.ndarray:
+def rank_in_group(group: np.ndarray, num_groups: int) -> np.ndarray:
     """``(N,)`` position of each element among the elements of its group, in input order."""
     perm = np.argsort(group, kind="stable")
     counts = np.bincount(group, minlength=num_groups)

@@ -67,7 +67,7 @@ class KittiAP(APSummary):
 
     def __post_init__(self) -> None:
         self.class_names = tuple(str(n) for n in self.class_names)
-        thresholds = _check_iou_thresholds(self.iou_thresholds, len(self.class_names))
+        thresholds = check_iou_thresholds(self.iou_thresholds, len(self.class_names))
         ap = np.array(self.ap, dtype=np.float64)
         if ap.shape != thresholds.shape:
             raise ValueError(f"ap: expected shape (num_classes, num_levels) = {thresholds.shape}, got {ap.shape}")
@@ -138,7 +138,7 @@ def kitti_ap(
     """
     names = check_class_names(class_names)
     num_classes = len(names)
-    thresholds = _check_iou_thresholds(iou_thresholds, num_classes)
+    thresholds = check_iou_thresholds(iou_thresholds, num_classes)
     mode = _check_mode(mode)
     recall_positions = _check_recall_positions(recall_positions)
 
@@ -199,7 +199,7 @@ def _average_precision(is_tp: np.ndarray, num_gt: int, recall_positions: int) ->
     return ap
 
 
-def _check_iou_thresholds(iou_thresholds: Any, num_classes: int) -> np.ndarray:
+def check_iou_thresholds(iou_thresholds: Any, num_classes: int) -> np.ndarray:
     """``(C, L)`` float64 copy of ``iou_thresholds``; a ``(C,)`` input becomes ``(C, 1)``."""
     try:
         thresholds = np.array(iou_thresholds, dtype=np.float64)
@@ -261,12 +261,12 @@ class KittiMAP(FrameBoxMetric):
     ) -> None:
         super().__init__(**kwargs)
         self.class_names = check_class_names(class_names)
-        self.iou_thresholds = _check_iou_thresholds(iou_thresholds, len(self.class_names))
+        self.iou_thresholds = check_iou_thresholds(iou_thresholds, len(self.class_names))
         self.mode = _check_mode(mode)
         self.recall_positions = _check_recall_positions(recall_positions)
 
     def _box_columns(self, name: str, boxes: Tensor) -> Tensor:
-        return _box_tensor(name, boxes)
+        return box_tensor(name, boxes)
 
     def compute(self) -> KittiAP:
         """AP of everything accumulated so far; all classes are NaN if no ground truth was seen."""
@@ -279,7 +279,7 @@ class KittiMAP(FrameBoxMetric):
         )
 
 
-def _box_tensor(name: str, boxes: Tensor) -> Tensor:
+def box_tensor(name: str, boxes: Tensor) -> Tensor:
     """``(M, 7)`` boxes; an empty tensor of any shape means no boxes."""
     boxes = torch.as_tensor(boxes).detach()
     if boxes.numel() == 0:

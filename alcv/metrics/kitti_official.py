@@ -51,8 +51,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from alcv.metrics.average_precision import FrameBoxMetric, _rank_in_group, check_class_names
-from alcv.metrics.kitti_ap import _box_tensor, _check_iou_thresholds
+from alcv.metrics.average_precision import FrameBoxMetric, check_class_names, rank_in_group
+from alcv.metrics.kitti_ap import box_tensor, check_iou_thresholds
 from alcv.metrics.rotated_iou import index_pair_iou
 
 __all__ = ["DIFFICULTIES", "KITTI_BENCHMARK_TYPES", "NEIGHBOUR_TYPES", "OFFICIAL_IOU_THRESHOLDS", "KittiOfficialAP",
@@ -222,7 +222,7 @@ def kitti_official_ap(gt: OfficialGroundTruth, pred: OfficialDetections, class_n
     types = tuple(str(t) for t in class_types)
     if len(types) != len(names):
         raise ValueError(f"class_types: expected {len(names)} KITTI types (one per class), got {types!r}")
-    thresholds = _check_iou_thresholds(iou_thresholds, len(names))
+    thresholds = check_iou_thresholds(iou_thresholds, len(names))
     if mode not in _MODES:
         raise ValueError(f"mode: expected one of {_MODES}, got {mode!r}")
     if len(pred.label) and (pred.label.min() < 0 or pred.label.max() >= len(names)):
@@ -316,7 +316,7 @@ class _Rounds:
         self.pair_det = pair_det
         gts, self.first_pair, self.pair_count = np.unique(pair_gt, return_index=True, return_counts=True)
         _, frame_group = np.unique(gt_frame[gts], return_inverse=True)
-        rank = _rank_in_group(frame_group.reshape(-1), int(frame_group.max(initial=-1)) + 1)
+        rank = rank_in_group(frame_group.reshape(-1), int(frame_group.max(initial=-1)) + 1)
         self.order = np.argsort(rank, kind="stable")  # boxes with pairs, round by round
         self.gts = gts
         self.round_end = np.cumsum(np.bincount(rank))
@@ -485,11 +485,11 @@ class KittiOfficialMAP(FrameBoxMetric):
         if len({len(row) for row in rows}) != 1:
             raise ValueError(f"KittiOfficialMAP: every class needs the same number of IoU levels, got "
                              f"{dict(zip(types, rows, strict=True))}")
-        self.iou_thresholds = _check_iou_thresholds(rows, len(types))
+        self.iou_thresholds = check_iou_thresholds(rows, len(types))
         self.source = source
 
     def _box_columns(self, name: str, boxes: Tensor) -> Tensor:
-        return _box_tensor(name, boxes)
+        return box_tensor(name, boxes)
 
     def update(self, preds: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]],
                frame_ids: Tensor) -> None:
