@@ -82,6 +82,7 @@ def test_alcvs_float64_conversion_equals_the_devkits_to_a_micrometre(exported: d
     dataset = NuScenesDataset(**exported, min_lidar_points=0)
     nusc = NuScenes(version=exported["version"], dataroot=exported["root"], verbose=False)
     sample = nusc.get("sample", dataset.sample_token(0))
+    assert dataset.frame_name(0) == sample["token"] and dataset.unlabeled_indices().size == 0  # all labeled
     _, boxes, _ = nusc.get_sample_data(sample["data"]["LIDAR_TOP"], box_vis_level=BoxVisibility.ANY)
     ours = dataset.annotation_boxes(0)
     theirs = np.array([[*box.center, box.wlh[1], box.wlh[0], box.wlh[2], box.orientation.yaw_pitch_roll[0]]

@@ -4,6 +4,13 @@ A split is a folder of images and a COCO *instances* JSON file (``images``, ``an
 :class:`CocoDataset` reads the pool, val and test splits into one dataset indexed by absolute index, in the
 2D item contract of :mod:`alcv.data.collate` (grayscale, palette and RGBA images are converted to RGB; drives
 and timestamps: see :class:`CocoDataset`).
+
+**Unlabeled images** (an alcv extension): an image record of the pool file with ``"unlabeled": true`` has no
+annotations yet (the file must then hold none for it): it is read with zero boxes and listed by
+:meth:`CocoDataset.unlabeled_indices`, to be labeled, never trained or evaluated on. Once people have labeled
+it, :meth:`CocoDataset.write_pool_labels` checks the boxes and writes them into the pool file, removing the
+flag. Without the field (or with ``false``) an image is labeled, also when it has no annotations (it holds
+nothing to detect). Val and test images must be labeled.
 """
 
 from __future__ import annotations
@@ -27,10 +34,14 @@ from alcv.data.splits import (
     class_map_for,
     is_integer,
     is_number,
+    listed,
 )
+from alcv.safe_io import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
+#: how far (pixels) a written box may reach past the image's edges (it is clipped to them)
+_EDGE_TOLERANCE = 1e-6
 #: image-record fields that name the image's sequence (drive), in order of precedence
 _DRIVE_FIELDS = ("video_id", "sequence_id")
 #: image-record fields that give the frame's number within its sequence, in order of precedence
@@ -77,7 +88,12 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
     - after clipping, boxes whose width or height is below ``min_box_size`` pixels, or zero, are dropped as
       degenerate, with one ``logging`` warning per file saying how many;
     - images without (kept) annotations stay in the dataset with zero boxes: confirming that a frame holds
-      nothing to detect is information that active learning pays for too.
+      nothing to detect is information that active learning pays for too;
+    - an image record with ``"unlabeled": true`` (pool file only, and without annotations) is **unlabeled**
+      (:meth:`unlabeled_indices`): zero boxes, to be labeled, never trained or evaluated on.
+      :meth:`write_pool_labels` writes the boxes of labeled pool images into the pool file, checked first.
+
+    :meth:`frame_name` is an image's ``file_name`` as in its JSON (relative to the split's images folder).
 
     Splits: 'pool' needs an annotation file; 'val' and 'test' either have their own file in ``splits`` or are
     carved out of the pool file by ``held_out``, whole drives at a time (so no drive is in two splits): the
@@ -95,7 +111,8 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
     Bad input raises ``ValueError`` (``FileNotFoundError`` for missing files) naming the file, the annotation
     or image id, and the problem: a file that is not JSON (with its line) or not COCO instances, an image
     record without ``id`` / ``file_name`` / ``width`` / ``height``, duplicate image or category ids, a missing
-    image file, an annotation whose ``image_id`` or ``category_id`` is unknown, a ``bbox`` that is not 4
+    image file, an ``unlabeled`` field that is not a bool, an image flagged unlabeled that has annotations or is
+    in a val or test split, an annotation whose ``image_id`` or ``category_id`` is unknown, a ``bbox`` that is not 4
     finite numbers or has a negative width or height, a 'test' split with neither a file nor a ``held_out``
     fraction (or with both), fractions that leave the pool without a drive, and a bad ``class_map`` or
     ``class_names``. An image whose decoded size differs from its record's ``width`` / ``height`` raises
@@ -135,8 +152,11 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
         super().__init__(cache_size)
         class_entries = self._check_class_map(class_map_for(class_map, class_names, "CocoDataset"))
         self.class_names: tuple[str, ...] = tuple(class_entries)
+        self._class_entries = class_entries
         fractions = check_held_out(held_out, split_seed, "CocoDataset")
         split_paths = self._check_splits(splits, fractions)
+        #: the pool split's (images folder, annotation file)
+        self.pool_files: tuple[Path, Path] = split_paths["pool"]
         parsed_splits = {split: _parse_instances(annotations, images_dir, class_entries, self.min_box_size, self.fps)
                          for split, (images_dir, annotations) in split_paths.items()}
         sources = {split: annotations for split, (_, annotations) in split_paths.items()}
@@ -200,6 +220,121 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
         """The image file of absolute index ``index``."""
         return Path(str(self._files[self._check_index(index)]))
 
+    def write_pool_labels(self, labels: Mapping[str, tuple[np.ndarray, Sequence[str]]], overwrite: bool = False
+                          ) -> int:
+        """Write the finished labels of pool images into the pool split's annotation file.
+
+        Args:
+            labels: an image's ``file_name`` (as in the pool file) -> ``(boxes, class_names)``: ``boxes``
+                ``(M, 4)`` float XYXY pixels of the stored image, ``class_names`` the ``M`` alcv classes of the
+                dataset (``M`` may be 0: an image that holds nothing to detect).
+            overwrite: replace the annotations of images that are labeled already (else such images are
+                refused).
+
+        Every entry is checked before anything is written, so a refused call leaves the file byte-identical: the
+        image is a pool image of the dataset (and still in the file, once); each class is one of the dataset's,
+        written as the COCO category of its ``class_map`` entry (the first category name or id of the entry that
+        the file's ``categories`` have); each box lies inside the image ``[0, width] x [0, height]`` (within
+        1e-6 pixels; it is clipped to it) and is at least ``min_box_size`` pixels, and more than 0, wide and
+        high (the dataset would drop it otherwise); the image is flagged unlabeled and has no annotations,
+        unless ``overwrite`` (which removes its annotations, crowd ones included).
+
+        Then the file is rewritten once, atomically (a temporary file renamed over it), as compact UTF-8 JSON
+        that keeps every other field, record and annotation as it was, in its order: the written images lose
+        their ``unlabeled`` field, and their new annotations follow the others, with ids from the file's
+        largest int annotation id + 1 on, ``bbox`` ``[x, y, w, h]``, ``area`` ``w h`` and ``iscrowd`` 0.
+
+        The dataset itself is not changed: a :class:`CocoDataset` built anew reads the labels.
+
+        Returns:
+            The number of annotations written.
+
+        Raises:
+            ValueError: naming the file, the image and the problem (for a box, its position, its coordinates and
+                the edge it crosses).
+        """
+        _, path = self.pool_files
+        if not isinstance(labels, Mapping):
+            raise ValueError(f"{path}: write_pool_labels: 'labels' must map image file names to (boxes, class "
+                             f"names), got {type(labels).__name__}")
+        if not labels:
+            return 0
+        pool = {self.frame_name(index) for index in self.split_indices("pool").tolist()}
+        data = _load_json(path)
+        class_categories = _class_categories(path, data["categories"], self._class_entries)
+        records: dict[str, list[dict[str, Any]]] = {}
+        for image in data["images"]:
+            if isinstance(image, dict) and image.get("file_name") in labels:
+                records.setdefault(image["file_name"], []).append(image)
+        annotated = {annotation.get("image_id") for annotation in data["annotations"] if isinstance(annotation, dict)}
+        targets: list[dict[str, Any]] = []
+        written: list[dict[str, Any]] = []
+        labeled_already: list[str] = []
+        for file_name, entry in labels.items():
+            if not isinstance(file_name, str) or file_name not in pool:
+                raise ValueError(f"{path}: write_pool_labels: image {file_name!r} is not a pool image of the "
+                                 f"dataset")
+            if len(records.get(file_name, [])) != 1:
+                raise ValueError(f"{path}: write_pool_labels: image {file_name!r} has "
+                                 f"{len(records.get(file_name, []))} records in the file now; expected one")
+            record = records[file_name][0]
+            boxes = self._checked_boxes(path, record, entry)
+            if record.get("unlabeled") is not True or record["id"] in annotated:
+                labeled_already.append(file_name)
+            targets.append(record)
+            written += [{"image_id": record["id"], "category_id": class_categories[name], "box": box}
+                        for box, name in zip(boxes.tolist(), entry[1], strict=True)]
+        if labeled_already and not overwrite:
+            raise ValueError(f"{path}: write_pool_labels: {len(labeled_already)} image(s) are labeled already "
+                             f"(not flagged \"unlabeled\": true, or with annotations): {listed(labeled_already)}; "
+                             f"pass overwrite=True to replace their annotations")
+        replaced = {record["id"] for record in targets}
+        next_id = max((a["id"] for a in data["annotations"] if isinstance(a, dict) and is_integer(a.get("id"))),
+                      default=0) + 1
+        data["annotations"] = [annotation for annotation in data["annotations"]
+                               if not (isinstance(annotation, dict) and annotation.get("image_id") in replaced)]
+        for number, annotation in enumerate(written):
+            x1, y1, x2, y2 = annotation["box"]
+            data["annotations"].append({"id": next_id + number, "image_id": annotation["image_id"],
+                                        "category_id": annotation["category_id"], "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                        "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+        for record in targets:
+            record.pop("unlabeled", None)
+        write_text_atomically(path, json.dumps(data, ensure_ascii=False))
+        return len(written)
+
+    def _checked_boxes(self, path: Path, record: Mapping[str, Any], entry: Any) -> np.ndarray:
+        """The ``(M, 4)`` float64 XYXY boxes of one ``labels`` entry ``(boxes, class_names)`` for the image
+        ``record``, checked (see :meth:`write_pool_labels`) and clipped to the image."""
+        where = f"{path}: write_pool_labels: image {record['file_name']!r}"
+        if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 2:
+            raise ValueError(f"{where}: expected (boxes (M, 4), class names (M,)), got {type(entry).__name__}")
+        boxes, names = np.asarray(entry[0], dtype=np.float64), entry[1]
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all():
+            raise ValueError(f"{where}: boxes must be (M, 4) finite XYXY pixels, got shape {boxes.shape}")
+        if isinstance(names, str) or not isinstance(names, Sequence) or len(names) != len(boxes):
+            raise ValueError(f"{where}: expected a list of {len(boxes)} class names, one a box, got {names!r}")
+        unknown = [name for name in names if name not in self.class_names]
+        if unknown:
+            raise ValueError(f"{where}: class(es) {unknown} are not classes of the dataset {list(self.class_names)}")
+        width, height = record["width"], record["height"]
+        for position, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+            box = f"box {position} [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
+            for crossed, edge in ((x1 < -_EDGE_TOLERANCE, "left edge x = 0"), (y1 < -_EDGE_TOLERANCE, "top edge y = 0"),
+                                  (x2 > width + _EDGE_TOLERANCE, f"right edge x = {width}"),
+                                  (y2 > height + _EDGE_TOLERANCE, f"bottom edge y = {height}")):
+                if crossed:
+                    raise ValueError(f"{where}: {box} crosses the image's {edge} (the image is {width} x {height} "
+                                     f"pixels; boxes are XYXY pixels inside it)")
+            size = min(x2 - x1, y2 - y1)
+            if size <= 0 or size < self.min_box_size:
+                raise ValueError(f"{where}: {box} is {x2 - x1:g} x {y2 - y1:g} pixels; expected x1 < x2, y1 < y2 "
+                                 f"and at least min_box_size={self.min_box_size:g} pixels each way (the dataset "
+                                 f"drops smaller boxes)")
+        return np.clip(boxes, 0.0, [width, height, width, height])
+
     def _decode(self, index: int) -> torch.Tensor:
         path = self.image_path(index)
         image = _read_image(path)
@@ -242,6 +377,19 @@ def _load_json(path: Path) -> dict[str, Any]:
             problem = "lacks" if key not in data else "has a non-list"
             raise ValueError(f"{path}: not a COCO instances file: it {problem} '{key}' (expected a list)")
     return data
+
+
+def _class_categories(path: Path, categories: list[Any], class_entries: Mapping[str, Sequence[str | int]]
+                      ) -> dict[str, int]:
+    """``{alcv class: the COCO category id it is written as}``: the first category of its ``class_map`` entry
+    that the file has (by id, or the first category of that name), the file's categories checked as when they
+    are read (:func:`_category_labels`)."""
+    _category_labels(path, categories, class_entries)  # so every entry is one of the file's categories
+    written: dict[str, int] = {}
+    for name, (entry, *_) in class_entries.items():
+        key = "id" if isinstance(entry, int) else "name"
+        written[name] = next(category["id"] for category in categories if category[key] == entry)
+    return written
 
 
 def _category_labels(path: Path, categories: list[Any], class_entries: Mapping[str, Sequence[str | int]]
@@ -292,6 +440,9 @@ def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) 
                              f"{width!r} x {height!r}")
         if not isinstance(image["file_name"], str) or not image["file_name"]:
             raise ValueError(f"{path}: image id {image_id}: 'file_name' must be a non-empty string")
+        unlabeled = image.get("unlabeled", False)
+        if not isinstance(unlabeled, bool):
+            raise ValueError(f"{path}: image id {image_id}: 'unlabeled' must be true or false, got {unlabeled!r}")
         file = images_dir / image["file_name"]
         check_image_header(path, image_id, file, (int(width), int(height)))
         drive: tuple[str, Any] = ("image", image_id)
@@ -311,8 +462,8 @@ def _image_records(path: Path, images_dir: Path, images: list[Any], fps: float) 
                 if image.get(field) is not None:
                     timestamp = _finite(path, image_id, field, image[field]) / fps
                     break
-        records[image_id] = {"file": str(file), "size": (int(height), int(width)), "id": image_id,
-                             "drive": drive, "timestamp": timestamp}
+        records[image_id] = {"file": str(file), "name": image["file_name"], "size": (int(height), int(width)),
+                             "id": image_id, "drive": drive, "timestamp": timestamp, "labeled": not unlabeled}
     return records
 
 
@@ -346,7 +497,8 @@ def _finite(path: Path, image_id: int, field: str, value: Any) -> float:
 def _parse_instances(path: Path, images_dir: Path, class_entries: Mapping[str, Sequence[str | int]],
                      min_box_size: float, fps: float) -> list[dict[str, Any]]:
     """The images of one split in ascending image id, each with its kept ``boxes`` ``(M, 4)`` float32 XYXY
-    pixels and ``labels`` ``(M,)`` int64, by the rules of :class:`CocoDataset`."""
+    pixels and ``labels`` ``(M,)`` int64, by the rules of :class:`CocoDataset` (none for an image flagged
+    unlabeled, whose ``labeled`` is False)."""
     data = _load_json(path)
     category_labels = _category_labels(path, data["categories"], class_entries)
     records = _image_records(path, images_dir, data["images"], fps)
@@ -359,6 +511,9 @@ def _parse_instances(path: Path, images_dir: Path, class_entries: Mapping[str, S
         image_id, category_id, bbox = annotation.get("image_id"), annotation.get("category_id"), annotation.get("bbox")
         if not is_integer(image_id) or image_id not in records:
             raise ValueError(f"{path}: {name}: image_id {image_id!r} is not in 'images'")
+        if not records[image_id]["labeled"]:
+            raise ValueError(f"{path}: image id {image_id} is flagged \"unlabeled\": true but has annotations (the "
+                             f"first: {name}); remove the flag or its annotations")
         if not is_integer(category_id) or category_id not in category_labels:
             raise ValueError(f"{path}: {name} (image id {image_id}): category_id {category_id!r} is not in "
                              f"'categories'")

@@ -22,6 +22,10 @@ class SplitDataset(Protocol):
 
     ``modality`` names what an item holds: ``"lidar"`` (points, 3D boxes) or ``"camera"`` (an image, 2D boxes);
     a model reads one of them (:attr:`alcv.models.detection_module.DetectionModule.modality`).
+
+    A pool frame may be **unlabeled**: its data holds no annotations yet (:meth:`unlabeled_indices`). Its item,
+    :meth:`num_boxes` and :meth:`box_labels` have no boxes; it is to be labeled, never trained or evaluated on.
+    Val and test frames are always labeled.
     """
 
     class_names: tuple[str, ...]
@@ -29,10 +33,33 @@ class SplitDataset(Protocol):
 
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> dict[str, Any]: ...
-    def split_indices(self, split: str) -> np.ndarray: ...
-    def num_boxes(self, index: int) -> int: ...
-    def box_labels(self, index: int) -> np.ndarray: ...
-    def drive_and_time(self, index: int) -> tuple[int, float]: ...
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Ascending int64 absolute indices of 'pool', 'val' (may be empty) or 'test'."""
+        ...
+
+    def num_boxes(self, index: int) -> int:
+        """Number of boxes of frame ``index`` (its labeling cost), without loading it; 0 when unlabeled."""
+        ...
+
+    def box_labels(self, index: int) -> np.ndarray:
+        """``(M,)`` int64 class ids of frame ``index``'s boxes, without loading it; empty when unlabeled."""
+        ...
+
+    def drive_and_time(self, index: int) -> tuple[int, float]:
+        """Frame ``index``'s drive id and its timestamp in seconds, without loading it."""
+        ...
+
+    def unlabeled_indices(self) -> np.ndarray:
+        """Ascending int64 absolute indices of the frames that have no annotations in the data (always pool
+        frames; empty when every frame is labeled, as in the synthetic worlds and nuScenes)."""
+        ...
+
+    def frame_name(self, index: int) -> str:
+        """The stable name of frame ``index`` in its data: a KITTI frame id (file stem), a COCO image's
+        ``file_name`` (as in its JSON, relative to the split's images folder), a nuScenes sample token; a
+        synthetic world's ``f"{index:06d}"``."""
+        ...
 
 
 class TransformedSubset(Dataset):

@@ -18,6 +18,12 @@ nuScenes layout (:func:`~alcv.data.nuscenes_writer.write_nuscenes`): ``OUT/<vers
 Each prints the ``alcv data=coco ...`` / ``data=kitti ...`` / ``data=nuscenes ...`` command that reads the export
 back, and never writes into a folder that already holds something.
 
+``--labeled-pool N`` (coco and kitti) keeps the labels of ``N`` pool frames drawn at random (``--labeled-seed S``,
+default 0) and writes the other pool frames unlabeled: KITTI frames without a label file, COCO images flagged
+``"unlabeled": true`` without annotations, for a labeling round to label (see :mod:`alcv.data.kitti` and
+:mod:`alcv.data.coco`). Val and test keep their labels. A dataset's own unlabeled frames stay unlabeled in every
+export to these formats.
+
 ``alcv-export nuscenes-results RUN_DIR [--loop N] [--out FILE]`` writes the test-split detections of a loop of a
 ``data=nuscenes`` run in the devkit's results format (:func:`export_nuscenes_results`) and prints the devkit's
 command that scores them.
@@ -29,11 +35,12 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -66,6 +73,7 @@ __all__ = [
     "kitti_overrides",
     "main",
     "nuscenes_overrides",
+    "unlabeled_frames",
     "write_kitti",
 ]
 
@@ -73,23 +81,45 @@ __all__ = [
 KITTI_TYPES = {"vehicle": "Car", "pedestrian": "Pedestrian", "golf_cart": "GolfCart"}
 
 
-def export_coco(dataset: SplitDataset, out_dir: Path | str, splits: Sequence[str] = SPLITS
-                ) -> dict[str, dict[str, str]]:
+def unlabeled_frames(dataset: SplitDataset, split_indices: Mapping[str, np.ndarray], unlabeled: Collection[int],
+                     owner: str) -> frozenset[int]:
+    """The absolute indices an export writes without labels: ``unlabeled`` and the dataset's own unlabeled frames
+    (:meth:`~alcv.data.datamodule.SplitDataset.unlabeled_indices`, whose items have no boxes to write).
+
+    ``split_indices`` are the written splits' absolute indices. Raises ``ValueError`` starting with ``owner`` (the
+    writer) for ``unlabeled`` entries that are not ints or not pool frames of the written splits (val and test
+    frames need labels).
+    """
+    requested = np.asarray(list(unlabeled))
+    if requested.size and requested.dtype.kind not in "iu":
+        raise ValueError(f"{owner}: 'unlabeled' must be absolute pool indices (ints), got {list(unlabeled)[:5]}")
+    requested = requested.astype(np.int64)
+    outside = np.setdiff1d(requested, split_indices.get("pool", np.zeros(0, np.int64)))
+    if outside.size:
+        raise ValueError(f"{owner}: 'unlabeled' frame(s) {outside[:5].tolist()} are not pool frames of the written "
+                         f"splits; only pool frames may be unlabeled (val and test frames need labels)")
+    return frozenset(requested.tolist()) | frozenset(dataset.unlabeled_indices().tolist())
+
+
+def export_coco(dataset: SplitDataset, out_dir: Path | str, splits: Sequence[str] = SPLITS,
+                unlabeled: Collection[int] = ()) -> dict[str, dict[str, str]]:
     """Write the camera ``dataset``'s ``splits`` under ``out_dir`` in COCO instances format.
 
     Per split ``s``: ``out_dir/s/images/<id>.png`` (lossless, so pixels read back exactly) and
     ``out_dir/s/instances.json`` with
 
     - ``images``: ``id`` = absolute index + 1 (so ids ascend in absolute order), ``file_name``, ``width``,
-      ``height``, ``video_id`` = the item's ``drive_id`` and ``timestamp`` (seconds);
+      ``height``, ``video_id`` = the item's ``drive_id`` and ``timestamp`` (seconds), and ``"unlabeled": true``
+      for the pool frames ``unlabeled`` (absolute indices) and the dataset's own unlabeled frames;
     - ``annotations``: ``bbox`` ``[x, y, w, h]`` pixels from the item's XYXY boxes, ``area`` = w h,
-      ``iscrowd`` 0, ``category_id`` = label + 1, ids consecutive from 1 per file;
+      ``iscrowd`` 0, ``category_id`` = label + 1, ids consecutive from 1 per file; none for unlabeled images;
     - ``categories``: ``{"id": i + 1, "name": class_names[i]}``.
 
     Splits without frames are skipped. The instances file is written last and atomically, so a folder that has
     one holds every image it lists. Returns the ``splits`` mapping :class:`~alcv.data.coco.CocoDataset` takes.
-    Raises ``ValueError`` for a dataset whose items are not images, ``FileExistsError`` for a split folder
-    that already holds something (nothing is overwritten).
+    Raises ``ValueError`` for a dataset whose items are not images or ``unlabeled`` frames that are not pool
+    frames (:func:`unlabeled_frames`), ``FileExistsError`` for a split folder that already holds something
+    (nothing is overwritten), before writing anything.
     """
     if getattr(dataset, "modality", None) != "camera":
         raise ValueError(f"export_coco: {type(dataset).__name__} holds {getattr(dataset, 'modality', '?')} frames; "
@@ -98,6 +128,7 @@ def export_coco(dataset: SplitDataset, out_dir: Path | str, splits: Sequence[str
     categories = [{"id": label + 1, "name": name} for label, name in enumerate(dataset.class_names)]
     split_indices = {split: dataset.split_indices(split) for split in splits}
     split_indices = {split: indices for split, indices in split_indices.items() if indices.size}
+    unlabeled = unlabeled_frames(dataset, split_indices, unlabeled, "export_coco")
     for split in split_indices:  # every refusal comes before anything is written
         refuse_non_empty(out_dir / split)
     written: dict[str, dict[str, str]] = {}
@@ -115,6 +146,9 @@ def export_coco(dataset: SplitDataset, out_dir: Path | str, splits: Sequence[str
             images.append({"id": image_id, "file_name": file_name, "width": int(pixels.shape[1]),
                            "height": int(pixels.shape[0]), "video_id": int(item["drive_id"]),
                            "timestamp": float(item["timestamp"])})
+            if index in unlabeled:
+                images[-1]["unlabeled"] = True
+                continue
             for (x1, y1, x2, y2), label in zip(item["boxes"].tolist(), item["labels"].tolist(), strict=True):
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
                                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
@@ -153,7 +187,8 @@ def nuscenes_overrides(written: Mapping[str, Any]) -> list[str]:
 
 
 def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] = SPLITS,
-                calib: KittiCalibration | None = None, type_names: Sequence[str] | None = None) -> dict[str, Any]:
+                calib: KittiCalibration | None = None, type_names: Sequence[str] | None = None,
+                unlabeled: Collection[int] = ()) -> dict[str, Any]:
     """Write the LiDAR ``dataset``'s ``splits`` under ``root`` in KITTI layout (see :mod:`alcv.data.kitti`).
 
     Each frame's id is its absolute index, ``%06d``. Written per frame: ``velodyne/<id>.bin`` (the item's points'
@@ -161,14 +196,17 @@ def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] =
     (:func:`~alcv.data.kitti.kitti_calibration_text` of ``calib``; default
     :func:`~alcv.data.kitti.kitti_like_calibration`, whose non-trivial rotations make a round trip exercise the
     transforms) and ``label_2/<id>.txt`` (:func:`~alcv.data.kitti.kitti_label_text`, with ``type_names``, default
-    the class names: every box, also those outside camera 2's view, since the LiDAR sees all around). Then
-    ``drives.txt`` (the items' ``drive_id`` and ``timestamp``) and last, atomically, ``ImageSets/<split>.txt`` for
-    each split with frames, so a split file lists only frames fully written.
+    the class names: every box, also those outside camera 2's view, since the LiDAR sees all around), except
+    for the pool frames ``unlabeled`` (absolute indices) and the dataset's own unlabeled frames, which are written
+    without a label file (unlabeled, see :mod:`alcv.data.kitti`). Then ``drives.txt`` (the items' ``drive_id`` and
+    ``timestamp``) and last, atomically, ``ImageSets/<split>.txt`` for each split with frames, so a split file
+    lists only frames fully written.
 
     Returns the keyword arguments with which :class:`~alcv.data.kitti.KittiDataset` reads it back: ``root``,
     ``class_map`` (each class name -> its type name) and ``splits`` (each written split -> its ImageSets stem, the
-    split's name). Raises ``ValueError`` for a dataset whose items are not point clouds, bad ``type_names`` or an
-    unknown split, and ``FileExistsError`` for a ``root`` that already holds something, before writing anything.
+    split's name). Raises ``ValueError`` for a dataset whose items are not point clouds, bad ``type_names``, an
+    unknown split or ``unlabeled`` frames that are not pool frames (:func:`unlabeled_frames`), and
+    ``FileExistsError`` for a ``root`` that already holds something, before writing anything.
     """
     if getattr(dataset, "modality", None) != "lidar":
         raise ValueError(f"write_kitti: {type(dataset).__name__} holds {getattr(dataset, 'modality', '?')} frames; "
@@ -184,9 +222,10 @@ def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] =
         raise ValueError(f"write_kitti: unknown split(s) {unknown}; expected some of {list(SPLITS)}")
     calib = kitti_like_calibration() if calib is None else calib
     root = Path(root)
-    refuse_non_empty(root)
     split_indices = {split: dataset.split_indices(split) for split in splits}
     split_indices = {split: indices for split, indices in split_indices.items() if indices.size}
+    unlabeled = unlabeled_frames(dataset, split_indices, unlabeled, "write_kitti")
+    refuse_non_empty(root)
     for folder in ("velodyne", "label_2", "calib", "ImageSets"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     calib_text = kitti_calibration_text(calib)
@@ -197,8 +236,9 @@ def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] =
             frame = f"{index:06d}"
             item["points"].numpy()[:, :4].astype("<f4").tofile(root / "velodyne" / f"{frame}.bin")
             (root / "calib" / f"{frame}.txt").write_text(calib_text, encoding="utf-8")
-            label_text = kitti_label_text(item["boxes"].numpy(), item["labels"].numpy(), calib, type_names)
-            (root / "label_2" / f"{frame}.txt").write_text(label_text, encoding="utf-8")
+            if index not in unlabeled:
+                label_text = kitti_label_text(item["boxes"].numpy(), item["labels"].numpy(), calib, type_names)
+                (root / "label_2" / f"{frame}.txt").write_text(label_text, encoding="utf-8")
             drive_lines[index] = f"{frame} {int(item['drive_id'])} {float(item['timestamp'])!r}\n"
     write_text_atomically(root / "drives.txt", "".join(drive_lines[index] for index in sorted(drive_lines)))
     for split, indices in split_indices.items():
@@ -208,11 +248,12 @@ def write_kitti(dataset: SplitDataset, root: Path | str, splits: Sequence[str] =
     return {"root": str(root), "class_map": class_map, "splits": {split: split for split in split_indices}}
 
 
-def export_kitti(dataset: SplitDataset, out_dir: Path | str) -> dict[str, Any]:
-    """Write the LiDAR ``dataset`` under ``out_dir`` in KITTI layout (:func:`write_kitti`), with
-    KITTI's type names for alcv's classes (:data:`KITTI_TYPES`), so ``data=kitti``'s class map reads it as is."""
+def export_kitti(dataset: SplitDataset, out_dir: Path | str, unlabeled: Collection[int] = ()) -> dict[str, Any]:
+    """Write the LiDAR ``dataset`` under ``out_dir`` in KITTI layout (:func:`write_kitti`, the pool frames
+    ``unlabeled`` without labels), with KITTI's type names for alcv's classes (:data:`KITTI_TYPES`), so
+    ``data=kitti``'s class map reads it as is."""
     type_names = [KITTI_TYPES.get(name, name) for name in dataset.class_names]
-    return write_kitti(dataset, Path(out_dir).resolve(), type_names=type_names)
+    return write_kitti(dataset, Path(out_dir).resolve(), type_names=type_names, unlabeled=unlabeled)
 
 
 #: the file :func:`export_nuscenes_results` writes in a loop's folder by default
@@ -277,6 +318,23 @@ _FORMATS = {"coco": ("data=synthetic_camera", "data=coco model=fcos_tiny"),
             "nuscenes": ("data=synthetic_lidar", "data=nuscenes")}
 
 
+def _drawn_unlabeled(dataset: SplitDataset, labeled_pool: int | None, seed: int) -> list[int]:
+    """The pool frames to write unlabeled: with ``labeled_pool`` (``--labeled-pool``) all but that many of the
+    pool frames with labels, drawn by ``np.random.default_rng(seed)``, in ascending order; without it the
+    dataset's own unlabeled frames. Raises ``ValueError`` for a ``labeled_pool`` outside [1, pool frames with
+    labels]."""
+    own = dataset.unlabeled_indices()
+    if labeled_pool is None:
+        return own.tolist()
+    pool = dataset.split_indices("pool")
+    candidates = np.setdiff1d(pool, own)
+    if not 1 <= labeled_pool <= candidates.size:
+        raise ValueError(f"--labeled-pool {labeled_pool}: expected a number of pool frames in [1, "
+                         f"{candidates.size}] (the pool frames with labels)")
+    labeled = np.random.default_rng(seed).choice(candidates, size=labeled_pool, replace=False)
+    return np.setdiff1d(pool, labeled).tolist()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``alcv-export {coco,kitti,nuscenes} OUT [overrides ...]``: export the configured dataset (see the module
     docstring)."""
@@ -289,11 +347,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "--help)")
     parser.add_argument("out", type=Path, help="a new (or empty) output folder")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the alcv config")
+    parser.add_argument("--labeled-pool", type=int, default=None, metavar="N",
+                        help="coco and kitti: keep the labels of N pool frames drawn at random and write the other "
+                        "pool frames unlabeled, for labeling rounds (default: every frame keeps its labels)")
+    parser.add_argument("--labeled-seed", type=int, default=0, metavar="S",
+                        help="the seed of the --labeled-pool draw (numpy's default_rng; default 0)")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["nuscenes-results"]:
         _results_main(argv[1:])
         return
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    if args.labeled_pool is not None and args.format not in ("coco", "kitti"):
+        parser.exit(2, f"alcv-export: --labeled-pool is for coco and kitti exports, not {args.format}\n")
     default_data, read_back = _FORMATS[args.format]
     overrides = list(args.overrides)
     if not any(override.startswith("data=") for override in overrides):
@@ -308,17 +373,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"alcv-export: {error}\n")
     dataset = hydra.utils.instantiate(cfg.data.dataset)
     try:
+        unlabeled = _drawn_unlabeled(dataset, args.labeled_pool, args.labeled_seed)
+        if unlabeled and args.format == "nuscenes":
+            raise ValueError(f"{len(unlabeled)} pool frame(s) of the dataset have no labels; the nuScenes export "
+                             f"has no unlabeled samples (it would write them as holding no objects)")
         if args.format == "coco":
-            written = export_coco(dataset, args.out)
+            written = export_coco(dataset, args.out, unlabeled=unlabeled)
             read_overrides = coco_overrides(written, dataset.class_names)
         elif args.format == "kitti":
-            read_overrides = kitti_overrides(export_kitti(dataset, args.out))
+            read_overrides = kitti_overrides(export_kitti(dataset, args.out, unlabeled=unlabeled))
         else:
             read_overrides = nuscenes_overrides(write_nuscenes(dataset, args.out.resolve()))
     except (ValueError, FileExistsError, ImportError) as error:
         parser.exit(2, f"alcv-export: {error}\n")
     for split in SPLITS:
-        print(f"{split}: {len(dataset.split_indices(split))} frames")
+        print(f"{split}: {len(dataset.split_indices(split))} frames"
+              f"{f' ({len(unlabeled)} unlabeled: written without labels)' if split == 'pool' and unlabeled else ''}")
     command = " ".join(shlex.quote(override) for override in read_overrides)
     print(f"written to {args.out.resolve()}; read it back with:\n  alcv {read_back} {command}")
 

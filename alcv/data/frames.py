@@ -4,6 +4,7 @@ synthetic LiDAR and camera datasets."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -88,3 +89,14 @@ class CachedFrames(Generic[FrameT]):
     def drive_and_time(self, index: int) -> tuple[int, float]:
         """Frame ``index``'s drive id and its time in seconds since the drive's start (no frame is generated)."""
         return self.world.drive_and_time(index)
+
+    def unlabeled_indices(self) -> np.ndarray:
+        """Empty int64: every frame of a generated world has its labels."""
+        return np.zeros(0, dtype=np.int64)
+
+    def frame_name(self, index: int) -> str:
+        """``f"{index:06d}"``, the name an export gives frame ``index`` (no frame is generated)."""
+        index = operator.index(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{type(self).__name__}: index {index} out of range [0, {len(self)})")
+        return f"{index:06d}"

@@ -1,10 +1,13 @@
-"""KITTI-format LiDAR object detection data: :class:`KittiDataset` reads it; :func:`kitti_calibration_text` and
-:func:`kitti_label_text` format it, for :func:`alcv.data.export.write_kitti`, which writes any LiDAR dataset in it.
+"""KITTI-format LiDAR object detection data: :class:`KittiDataset` reads it and
+:meth:`KittiDataset.write_pool_labels` writes finished labels of its pool frames into it;
+:func:`kitti_calibration_text` and :func:`kitti_label_text` format it, for :func:`alcv.data.export.write_kitti`,
+which writes any LiDAR dataset in it.
 
 Layout (that of the KITTI 3D object detection benchmark's ``training`` folder)::
 
     root/velodyne/<frame>.bin   float32 little-endian x, y, z, reflectance, 16 bytes a point, LiDAR frame, metres
-    root/label_2/<frame>.txt    one object a line (below); an empty file is a frame without objects
+    root/label_2/<frame>.txt    one object a line (below); an empty file is a frame without objects; a pool
+                                frame without one is unlabeled (to be labeled); val and test frames need one
     root/calib/<frame>.txt      the frame's calibration (below)
     root/ImageSets/<name>.txt   split files, frame ids one a line; also looked for in root/../ImageSets (OpenPCDet
                                 keeps kitti/ImageSets beside kitti/training)
@@ -39,6 +42,11 @@ heading_x)``, wrapped to (-pi, pi]. This holds for any calibration; for the idea
 axis permutation, ``R0_rect`` the identity) ``yaw = -ry - pi/2``. :func:`lidar_to_kitti_boxes` inverts it
 exactly, so a written dataset reads back with the boxes it was written with.
 
+**Unlabeled frames**: a pool frame with its point and calib files but no label file has no annotations yet: it
+is read with zero boxes and listed by :meth:`KittiDataset.unlabeled_indices`, to be labeled, never trained or
+evaluated on. Once people have labeled it, :meth:`KittiDataset.write_pool_labels` checks the label text and
+writes its ``label_2/<frame>.txt``.
+
 **Drives and time**: KITTI object frames have neither. alcv reads them from ``root/drives.txt`` when it exists,
 lines ``<frame_id> <drive> <timestamp_seconds>`` (``drive`` any name without spaces, e.g. a KITTI raw drive
 ``2011_09_26_drive_0001`` or a number), which must then list every frame the dataset reads. Without it each
@@ -49,6 +57,7 @@ Items follow the LiDAR item contract of :mod:`alcv.data.lidar_dataset`.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -66,10 +75,12 @@ from alcv.data.splits import (
     check_split_names,
     class_map_for,
     inside_range,
+    listed,
     source_labels,
 )
 from alcv.geometry import box_corners
 from alcv.metrics.kitti_official import DONT_CARE, KITTI_BENCHMARK_TYPES
+from alcv.safe_io import write_text_atomically
 
 __all__ = ["KITTI_IMAGE_SIZE", "KITTI_NAME", "KittiCalibration", "KittiDataset", "KittiEvalFrame",
            "kitti_calibration_text", "kitti_label_text", "kitti_like_calibration", "kitti_to_lidar_boxes",
@@ -88,6 +99,7 @@ _CALIB_SIZES = {"P0": 12, "P1": 12, "P2": 12, "P3": 12, "R0_rect": 9, "Tr_velo_t
 #: frame ids, ImageSets stems and the type names alcv writes: letters, digits, '_' and '-'
 KITTI_NAME = re.compile(r"[0-9A-Za-z_-]+")
 _POINT_BYTES = 16
+logger = logging.getLogger(__name__)
 
 
 def _wrap_angle(angle: np.ndarray) -> np.ndarray:
@@ -218,7 +230,7 @@ def _read_lines(path: Path) -> list[str]:
         raise ValueError(f"{path}: not a UTF-8 text file ({error})") from None
 
 
-def _parse_number(path: Path, line_number: int, name: str, text: str) -> float:
+def _parse_number(path: Path | str, line_number: int, name: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -289,31 +301,32 @@ def _not_a_rotation(matrix: np.ndarray) -> str:
 _LabelRow = tuple[int, str, list[float]]
 
 
-def _label_rows(path: Path) -> list[_LabelRow]:
-    """The non-blank lines of a label file, with the field count and every number checked."""
+def _label_rows(source: Path | str, lines: Sequence[str]) -> list[_LabelRow]:
+    """The non-blank ``lines`` of a label file, with the field count and every number checked; errors name
+    ``source`` (the file, or where the text comes from) and the line."""
     rows: list[_LabelRow] = []
-    for line_number, line in enumerate(_read_lines(path), start=1):
+    for line_number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) not in (len(LABEL_FIELDS), len(LABEL_FIELDS) + 1):
-            raise ValueError(f"{path}, line {line_number}: {len(fields)} fields, expected {len(LABEL_FIELDS)} "
+            raise ValueError(f"{source}, line {line_number}: {len(fields)} fields, expected {len(LABEL_FIELDS)} "
                              f"({' '.join(LABEL_FIELDS)}) or {len(LABEL_FIELDS) + 1} (with a score)")
-        numbers = [_parse_number(path, line_number, name, text)
+        numbers = [_parse_number(source, line_number, name, text)
                    for name, text in zip(_NUMERIC_LABEL_FIELDS[:len(fields) - 1], fields[1:], strict=True)]
         rows.append((line_number, fields[0], numbers[:len(LABEL_FIELDS) - 1]))
     return rows
 
 
-def _check_size(path: Path, line_number: int, numbers: list[float]) -> None:
+def _check_size(path: Path | str, line_number: int, numbers: list[float]) -> None:
     height, width, length = numbers[7:10]
     if min(height, width, length) <= 0:
         raise ValueError(f"{path}, line {line_number}: dimensions h={height:g} w={width:g} l={length:g}; "
                          "expected a box of positive size (metres > 0)")
 
 
-def _parse_labels(path: Path, rows: Sequence[_LabelRow], calib: KittiCalibration, type_labels: Mapping[str, int],
-                  drop_types: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+def _parse_labels(path: Path | str, rows: Sequence[_LabelRow], calib: KittiCalibration,
+                  type_labels: Mapping[str, int], drop_types: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
     """The kept objects of one label file: ``(M, 7)`` float32 LiDAR boxes and ``(M,)`` int64 labels."""
     label_boxes: list[list[float]] = []
     labels: list[int] = []
@@ -361,7 +374,7 @@ class KittiEvalFrame:
         return lidar_to_kitti_boxes(lidar_boxes, self.calibration), _image_box(lidar_boxes, self.calibration)
 
 
-def _eval_frame(path: Path, rows: Sequence[_LabelRow], calib: KittiCalibration) -> KittiEvalFrame:
+def _eval_frame(path: Path | str, rows: Sequence[_LabelRow], calib: KittiCalibration) -> KittiEvalFrame:
     """The :class:`KittiEvalFrame` of one label file, its fields checked as the official evaluation needs them."""
     for line_number, kitti_type, numbers in rows:
         truncated, occluded, _, left, top, right, bottom = numbers[:7]
@@ -464,7 +477,12 @@ class KittiDataset(PointCloudSplits):
     - with ``point_range``, points outside it are dropped when read, and boxes whose centre is outside it are
       dropped at construction (bounds inclusive);
     - a frame whose label file is empty (or keeps no object) stays in the dataset with zero boxes: confirming
-      that a frame holds nothing to detect is information that active learning pays for too.
+      that a frame holds nothing to detect is information that active learning pays for too;
+    - a pool frame without a label file is **unlabeled** (:meth:`unlabeled_indices`): zero boxes, to be labeled,
+      never trained or evaluated on (nor has it a :meth:`eval_frame`); a val or test frame without one is an
+      error. :meth:`write_pool_labels` writes the label files of labeled pool frames, checked first.
+
+    :meth:`frame_name` (also :meth:`frame_id`) is a frame's KITTI frame id, the file stem.
 
     Splits: 'pool' comes from a split file or, with ``splits=None``, is every frame of ``root/velodyne``; 'val'
     and 'test' either have their own split file or are carved out of the pool by ``held_out``, whole drives at a
@@ -477,12 +495,13 @@ class KittiDataset(PointCloudSplits):
     drive's first absolute index, counted per split, so no drive id spans two splits.
 
     Bad input raises ``FileNotFoundError`` for missing files (a frame listed in a split file but without its
-    ``.bin``, label or calib file names the split file and the frame id) and ``ValueError`` naming the file,
-    the line and the problem for: a label line with a wrong number of fields, a value that is not a finite
-    number, a dimension that is not positive or an unmapped type; a calib file that lacks ``R0_rect`` or
-    ``Tr_velo_to_cam``, has a wrong number of values or a rotation part that is not a rotation; a ``.bin``
-    whose size is not a multiple of 16 bytes; a frame id listed twice or in two splits; a ``drives.txt`` that
-    misses a frame; a 'pool' or 'test' split without frames; and bad arguments.
+    ``.bin`` or calib file, or a val or test frame without its label file, names the split file and the frame id)
+    and ``ValueError`` naming the file, the line and the problem for: a label line with a wrong number of fields,
+    a value that is not a finite number, a dimension that is not positive or an unmapped type; a calib file that
+    lacks ``R0_rect`` or ``Tr_velo_to_cam``, has a wrong number of values or a rotation part that is not a
+    rotation; a ``.bin`` whose size is not a multiple of 16 bytes; a frame id listed twice or in two splits; a
+    ``drives.txt`` that misses a frame; a 'pool' or 'test' split without frames; held-out drives that would put
+    an unlabeled frame into val or test; and bad arguments.
 
     Args:
         root: the folder holding ``velodyne``, ``label_2`` and ``calib``.
@@ -519,7 +538,11 @@ class KittiDataset(PointCloudSplits):
         full_map = class_map_for(class_map, class_names, "KittiDataset")
         type_labels = source_labels(full_map, self.drop_types, "KittiDataset", "KITTI type", "drop_types")
         self.class_names: tuple[str, ...] = tuple(str(name) for name in full_map)
+        #: the KITTI type each class is written as (a round's pre-annotations): the first type of its class_map entry
+        self.class_types: tuple[str, ...] = tuple(next(kind for kind, label in type_labels.items() if label == number)
+                                                  for number in range(len(self.class_names)))
         self.official_types = _official_types(full_map) if self.official_eval else ()
+        self._type_labels = type_labels
         fractions = check_held_out(held_out, split_seed, "KittiDataset")
         split_frames = self._split_frames(splits, fractions)
         drives_file = self.root / "drives.txt"
@@ -529,7 +552,7 @@ class KittiDataset(PointCloudSplits):
         for split, (source, frames) in split_frames.items():
             parsed_splits[split] = []
             for frame in frames:
-                record = self._read_frame(frame, source, type_labels)
+                record = self._read_frame(frame, split, source)
                 if drives is None:
                     record.update(drive=("frame", frame), timestamp=0.0)
                 elif frame in drives:
@@ -538,10 +561,13 @@ class KittiDataset(PointCloudSplits):
                     raise ValueError(f"{drives_file}: frame {frame} (listed in {source}) has no line; list every "
                                      f"frame or remove the file")
                 parsed_splits[split].append(record)
+            unlabeled = sum(not record["labeled"] for record in parsed_splits[split])
+            if unlabeled:
+                logger.info("%s: %d of the %d %s frames have no label file: unlabeled, to be labeled", source,
+                            unlabeled, len(frames), split)
         sources = {split: source for split, (source, _) in split_frames.items()}
         records = self._index_splits(parsed_splits, sources, fractions, split_seed, box_width=7, noun="frames")
-        self._frame_ids = np.array([record["frame"] for record in records], dtype=str)
-        self._eval_frames: list[KittiEvalFrame] = [record["eval"] for record in records] if official_eval else []
+        self._eval_frames: list[KittiEvalFrame | None] = [record["eval"] for record in records]
 
     def _split_file(self, stem: str) -> Path:
         """``ImageSets/<stem>.txt`` in ``root``, else beside it (the OpenPCDet layout)."""
@@ -587,41 +613,115 @@ class KittiDataset(PointCloudSplits):
                 owner[frame] = name
         return {name: (path, sorted(frames, key=_frame_order)) for name, (path, frames) in sources.items()}
 
-    def _read_frame(self, frame: str, source: Path, type_labels: Mapping[str, int]) -> dict[str, Any]:
-        """The checked files of ``frame`` (listed in ``source``): its kept LiDAR boxes and labels."""
-        points = self.root / "velodyne" / f"{frame}.bin"
-        label = self.root / "label_2" / f"{frame}.txt"
-        calib = self.root / "calib" / f"{frame}.txt"
-        for kind, path in (("point", points), ("label", label), ("calib", calib)):
+    def _frame_files(self, frame: str) -> tuple[Path, Path, Path]:
+        """The point, label and calib files of ``frame``."""
+        return (self.root / "velodyne" / f"{frame}.bin", self.root / "label_2" / f"{frame}.txt",
+                self.root / "calib" / f"{frame}.txt")
+
+    def _read_frame(self, frame: str, split: str, source: Path) -> dict[str, Any]:
+        """The checked files of ``frame`` (of ``split``, listed in ``source``): its kept LiDAR boxes and labels,
+        none for a pool frame without a label file (unlabeled)."""
+        points, label, calib = self._frame_files(frame)
+        labeled = label.is_file()
+        if not labeled and split != "pool":
+            raise FileNotFoundError(f"{source}: frame {frame} of the '{split}' split: label file {label} not found; "
+                                    f"val and test frames need labels (only pool frames may be unlabeled)")
+        for kind, path in (("point", points), ("calib", calib)):
             if not path.is_file():
                 raise FileNotFoundError(f"{source}: frame {frame}: {kind} file {path} not found")
         size = points.stat().st_size
         if size % _POINT_BYTES:
             raise ValueError(f"{points}: {size} bytes is not a multiple of {_POINT_BYTES} (float32 x, y, z, "
                              f"reflectance a point)")
-        rows, calibration = _label_rows(label), read_kitti_calibration(calib)
-        boxes, labels = _parse_labels(label, rows, calibration, type_labels, self.drop_types)
+        rows = _label_rows(label, _read_lines(label)) if labeled else []
+        calibration = self._read_calibration(calib)
+        boxes, labels, eval_frame = self._objects(label, rows, calibration)
+        return {"name": frame, "labeled": labeled, "boxes": boxes, "labels": labels,
+                "eval": eval_frame if labeled else None}
+
+    def _objects(self, source: Path | str, rows: Sequence[_LabelRow], calibration: KittiCalibration
+                 ) -> tuple[np.ndarray, np.ndarray, KittiEvalFrame | None]:
+        """The kept ``(M, 7)`` float32 LiDAR boxes and ``(M,)`` int64 labels of a label file's ``rows`` (by the
+        rules of the class) and, with ``official_eval``, its checked :class:`KittiEvalFrame`; errors name
+        ``source``."""
+        boxes, labels = _parse_labels(source, rows, calibration, self._type_labels, self.drop_types)
         if self.point_range is not None:
             inside = inside_range(boxes[:, :3], self.point_range)
             boxes, labels = boxes[inside], labels[inside]
-        record = {"frame": frame, "boxes": boxes, "labels": labels}
-        if self.official_eval:
-            if "P2" not in calibration.projections:
-                raise ValueError(f"{calib}: calibration lacks P2 (a line 'P2: <12 values>'), which the official "
-                                 f"evaluation (official_eval) needs to project detections into camera 2")
-            record["eval"] = _eval_frame(label, rows, calibration)
-        return record
+        return boxes, labels, _eval_frame(source, rows, calibration) if self.official_eval else None
+
+    def _read_calibration(self, calib: Path) -> KittiCalibration:
+        """:func:`read_kitti_calibration` of ``calib``, which with ``official_eval`` must have ``P2``."""
+        calibration = read_kitti_calibration(calib)
+        if self.official_eval and "P2" not in calibration.projections:
+            raise ValueError(f"{calib}: calibration lacks P2 (a line 'P2: <12 values>'), which the official "
+                             f"evaluation (official_eval) needs to project detections into camera 2")
+        return calibration
 
     def eval_frame(self, index: int) -> KittiEvalFrame:
-        """The label file of absolute index ``index`` as the official evaluation reads it (``official_eval``)."""
+        """The label file of absolute index ``index`` as the official evaluation reads it (``official_eval``);
+        an unlabeled frame has none (``ValueError``)."""
         if not self.official_eval:
             raise ValueError("KittiDataset: eval_frame needs official_eval=True (data.dataset.official_eval=true), "
                              "which keeps the label fields of KITTI's official evaluation")
-        return self._eval_frames[self._check_index(index)]
+        eval_frame = self._eval_frames[self._check_index(index)]
+        if eval_frame is None:
+            raise ValueError(f"KittiDataset: frame {self.frame_name(index)} (index {index}) is unlabeled (no "
+                             f"{self._frame_files(self.frame_name(index))[1]}): it has no eval frame, and an "
+                             f"unlabeled pool frame is never evaluated")
+        return eval_frame
 
     def frame_id(self, index: int) -> str:
-        """The KITTI frame id (file stem) of absolute index ``index``."""
-        return str(self._frame_ids[self._check_index(index)])
+        """The KITTI frame id (file stem) of absolute index ``index``: its :meth:`frame_name`."""
+        return self.frame_name(index)
+
+    def write_pool_labels(self, labels: Mapping[str, str], overwrite: bool = False) -> list[Path]:
+        """Write the finished labels of pool frames as their ``root/label_2/<frame>.txt``.
+
+        Args:
+            labels: a pool frame id -> the text of its label file (label lines of the module docstring, in the
+                rectified camera frame of the frame's own calib file; ``""``: a frame that holds nothing to
+                detect).
+            overwrite: replace the label files that frames already have (else such frames are refused).
+
+        Every entry is checked before anything is written, so a refused call changes nothing: the frame id is a
+        pool frame of the dataset; the text parses by the rules the dataset reads with (fields, finite numbers,
+        positive sizes, each type in ``class_map`` or ``drop_types``; with ``official_eval`` also the official
+        evaluation's field checks), with the frame's calib file; the frame has no label file yet, unless
+        ``overwrite``. Then each file is written atomically (a temporary file renamed over it).
+
+        The dataset itself is not changed: a :class:`KittiDataset` built anew reads the labels.
+
+        Returns:
+            The written label files, in absolute-index order.
+
+        Raises:
+            ValueError: naming the frame and the problem (for a bad label line, the frame, the line and the
+                field); ``FileNotFoundError`` for a frame whose calib file is gone.
+        """
+        if not isinstance(labels, Mapping):
+            raise ValueError(f"KittiDataset.write_pool_labels: 'labels' must map frame ids to label file texts, got "
+                             f"{type(labels).__name__}")
+        pool = {self.frame_name(index): index for index in self.split_indices("pool").tolist()}
+        for frame, text in labels.items():
+            if not isinstance(frame, str) or frame not in pool:
+                raise ValueError(f"KittiDataset.write_pool_labels: frame {frame!r} is not a pool frame of "
+                                 f"{self.root}")
+            if not isinstance(text, str):
+                raise ValueError(f"KittiDataset.write_pool_labels: frame {frame}: the labels must be the text of a "
+                                 f"label file, got {type(text).__name__}")
+            _, label, calib = self._frame_files(frame)
+            source = f"labels of frame {frame} (for {label})"
+            self._objects(source, _label_rows(source, text.splitlines()), self._read_calibration(calib))
+        targets = {frame: self._frame_files(frame)[1] for frame in sorted(labels, key=pool.__getitem__)}
+        existing = [frame for frame, label in targets.items() if label.exists()]
+        if existing and not overwrite:
+            raise ValueError(f"KittiDataset.write_pool_labels: {len(existing)} frame(s) already have a label file "
+                             f"in {self.root / 'label_2'} ({listed(existing)}); pass overwrite=True to replace "
+                             f"them")
+        for frame, label in targets.items():
+            write_text_atomically(label, labels[frame])
+        return list(targets.values())
 
     def velodyne_path(self, index: int) -> Path:
         """The point file of absolute index ``index``."""

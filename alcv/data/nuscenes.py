@@ -281,7 +281,6 @@ class NuScenesDataset(PointCloudSplits):
                          for split, scenes in scene_splits.items()}
         records = self._index_splits(split_records, dict.fromkeys(split_records, source), fractions, split_seed,
                                      box_width=7, noun="keyframes")
-        self._sample_tokens = [record["sample"] for record in records]
         self._lidar_tokens = [record["lidar"] for record in records]
 
     def _scene_splits(self, splits: Mapping[str, str | None] | str | None, fractions: Mapping[str, float]
@@ -336,7 +335,8 @@ class NuScenesDataset(PointCloudSplits):
         return scene_names
 
     def _scene_frames(self, scene: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The records of a scene's keyframes in time order: sample and LiDAR tokens, boxes, labels, drive, time."""
+        """The records of a scene's keyframes in time order: sample token (the frame's name) and LiDAR token,
+        boxes, labels, drive, time."""
         tables = self._tables
         token = tables.get("scene", scene["token"], "first_sample_token", "scene.json")
         frames: list[dict[str, Any]] = []
@@ -349,7 +349,7 @@ class NuScenesDataset(PointCloudSplits):
             start = sample["timestamp"] if start is None else start
             lidar = self._keyframe_lidar(token)
             boxes, labels = self._annotations_of(token, tables.pose(lidar))
-            frames.append({"sample": token, "lidar": lidar["token"], "boxes": boxes, "labels": labels,
+            frames.append({"name": token, "lidar": lidar["token"], "boxes": boxes, "labels": labels,
                            "drive": scene["token"], "timestamp": (sample["timestamp"] - start) / _MICROSECONDS})
             token = sample.get("next", "")
         return frames
@@ -406,14 +406,14 @@ class NuScenesDataset(PointCloudSplits):
         return boxes_array, labels_array
 
     def sample_token(self, index: int) -> str:
-        """The nuScenes sample token of absolute index ``index``."""
-        return self._sample_tokens[self._check_index(index)]
+        """The nuScenes sample token of absolute index ``index`` (its :meth:`frame_name`)."""
+        return self.frame_name(index)
 
     def annotation_boxes(self, index: int) -> np.ndarray:
         """``(M, 7)`` float64 boxes of frame ``index``, converted again from the tables: the item's float32 boxes
         before rounding (at 20 m float32 rounds to 2e-6 m)."""
         index = self._check_index(index)
-        return self._annotations_of(self._sample_tokens[index], self.lidar_to_global(index))[0]
+        return self._annotations_of(self.frame_name(index), self.lidar_to_global(index))[0]
 
     def lidar_to_global(self, index: int) -> np.ndarray:
         """``(4, 4)`` float64, the keyframe's LiDAR frame -> the global frame (metres) of absolute index ``index``."""

@@ -1,5 +1,6 @@
 """What alcv's file-based datasets share: the split names, carving held-out splits out of the pool by whole
-drives, one absolute index over all splits (:class:`IndexedSplits`), and the number checks of their validation."""
+drives, one absolute index over all splits (:class:`IndexedSplits`), which pool frames have no labels yet, and
+the number checks of their validation."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def is_number(value: Any) -> bool:
 def is_integer(value: Any) -> bool:
     """An int (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def listed(names: Sequence[Any], limit: int = 5) -> str:
+    """The first ``limit`` of ``names`` joined by ``", "``, then ``", ..."`` when there are more (for errors)."""
+    return ", ".join(str(name) for name in names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def check_held_out(held_out: Mapping[str, float] | None, split_seed: int, owner: str) -> dict[str, float]:
@@ -174,8 +180,13 @@ class IndexedSplits(Generic[Loaded]):
     and labels in flat arrays, drives and timestamps, and an LRU cache of what is loaded lazily.
 
     A subclass parses its files into records and calls :meth:`_index_splits` once in its constructor; after that
-    ``len``, :meth:`split_indices`, :meth:`num_boxes` and :meth:`box_labels` answer from the arrays alone (no
-    frame is loaded), and :meth:`_cached` loads frames through the cache of ``cache_size`` entries.
+    ``len``, :meth:`split_indices`, :meth:`unlabeled_indices`, :meth:`frame_name`, :meth:`num_boxes` and
+    :meth:`box_labels` answer from the arrays alone (no frame is loaded), and :meth:`_cached` loads frames through
+    the cache of ``cache_size`` entries.
+
+    **Unlabeled frames**: a pool frame whose data holds no annotations yet (a record with ``"labeled": False``)
+    has zero boxes, like a frame labeled as holding nothing, but :meth:`unlabeled_indices` lists it: it is to be
+    labeled, never trained or evaluated on. Val and test frames must be labeled.
     """
 
     def __init__(self, cache_size: int) -> None:
@@ -189,12 +200,14 @@ class IndexedSplits(Generic[Loaded]):
                       ) -> list[dict[str, Any]]:
         """Carve the ``held_out`` fractions (from :func:`check_held_out`) out of the pool's records by whole drives
         (:func:`hold_out`, shuffled by ``split_seed``), then number the records of every split (pool, then val,
-        then test, each in its given order) and keep their ``boxes`` ``(M, box_width)``, ``labels`` ``(M,)``,
-        ``drive`` (any hashable) and ``timestamp``.
+        then test, each in its given order) and keep their ``name`` (:meth:`frame_name`), ``boxes``
+        ``(M, box_width)``, ``labels`` ``(M,)``, ``drive`` (any hashable), ``timestamp`` and ``labeled`` (optional,
+        default True; an unlabeled record has no boxes).
 
         Drive ids become consecutive ints from 0 in the order of each drive's first absolute index, counted per
         split, so no drive id spans two splits. Raises ``ValueError`` naming ``sources[split]`` (else the pool's)
-        when 'pool' or 'test' has no ``noun``. Returns the records in absolute-index order.
+        when 'pool' or 'test' has no ``noun``, or when a val or test record (one of their own source or carved out
+        of the pool by ``held_out``) is unlabeled. Returns the records in absolute-index order.
         """
         if held_out:
             split_records = {**split_records, **hold_out(split_records["pool"], held_out, split_seed, sources["pool"])}
@@ -209,11 +222,23 @@ class IndexedSplits(Generic[Loaded]):
             if start == len(records) and split in REQUIRED_SPLITS:
                 raise ValueError(f"{sources.get(split, sources['pool'])}: the '{split}' split has no {noun}")
             self._split_bounds[split] = (start, len(records))
+            unlabeled = [record["name"] for record in records[start:] if not record.get("labeled", True)]
+            if unlabeled and split != "pool":
+                how = "" if split in sources else " (carved out of the pool by held_out)"
+                fix = "" if split in sources else (f"; with unlabeled pool frames give '{split}' a file of its own "
+                                                   f"and set held_out.{split}=0")
+                raise ValueError(f"{sources.get(split, sources['pool'])}: {len(unlabeled)} frame(s) of the "
+                                 f"'{split}' split{how} have no labels ({listed(unlabeled)}); val and test frames "
+                                 f"need labels{fix}")
         drive_numbers: dict[tuple[str, Any], int] = {}
         # flat arrays rather than lists of objects: DataLoader workers share them without copy-on-refcount
         self._drive_ids = np.array([drive_numbers.setdefault(key, len(drive_numbers)) for key in drive_keys],
                                    dtype=np.int64)
         self._timestamps = np.array([record["timestamp"] for record in records], dtype=np.float64)
+        self._frame_names = np.array([record["name"] for record in records], dtype=str)
+        self._labeled = np.array([record.get("labeled", True) for record in records], dtype=bool)
+        if any(len(record["labels"]) for record in records if not record.get("labeled", True)):
+            raise RuntimeError(f"{type(self).__name__}: an unlabeled record has boxes")
         self._box_offsets = np.concatenate([[0], np.cumsum([len(r["labels"]) for r in records], dtype=np.int64)])
         self._boxes = (np.concatenate([r["boxes"] for r in records]).astype(np.float32) if records
                        else np.zeros((0, box_width), np.float32))
@@ -232,6 +257,15 @@ class IndexedSplits(Generic[Loaded]):
         start, stop = self._split_bounds[split]
         return np.arange(start, stop, dtype=np.int64)
 
+    def unlabeled_indices(self) -> np.ndarray:
+        """Ascending int64 absolute indices of the frames without annotations in the data (pool frames only)."""
+        return np.flatnonzero(~self._labeled).astype(np.int64)
+
+    def frame_name(self, index: int) -> str:
+        """The stable name of frame ``index`` in its data (a KITTI frame id, a COCO ``file_name``, a nuScenes
+        sample token)."""
+        return str(self._frame_names[self._check_index(index)])
+
     def _check_index(self, index: int) -> int:
         index = operator.index(index)
         if not 0 <= index < len(self):
@@ -239,12 +273,14 @@ class IndexedSplits(Generic[Loaded]):
         return index
 
     def num_boxes(self, index: int) -> int:
-        """Number of kept boxes of frame ``index`` (its labeling cost), from the annotations only."""
+        """Number of kept boxes of frame ``index`` (its labeling cost), from the annotations only; 0 for an
+        unlabeled frame (:meth:`unlabeled_indices`), whose cost is not known until it is labeled."""
         index = self._check_index(index)
         return int(self._box_offsets[index + 1] - self._box_offsets[index])
 
     def box_labels(self, index: int) -> np.ndarray:
-        """``(M,)`` int64 class ids of the kept boxes of frame ``index``, from the annotations only."""
+        """``(M,)`` int64 class ids of the kept boxes of frame ``index``, from the annotations only (empty for an
+        unlabeled frame)."""
         index = self._check_index(index)
         return self._labels[self._box_offsets[index]:self._box_offsets[index + 1]].copy()
 
