@@ -10,13 +10,14 @@ from omegaconf import DictConfig
 
 from alcv.config import CONFIG_DIR, register_resolvers
 from alcv.loop import run
+from alcv.rounds import run_round
 from alcv.run_records import objective
 from alcv.safe_io import file_in_the_way
 
 register_resolvers()
 
 #: the overrides that name the folder Hydra makes before the run starts
-FOLDER_OVERRIDES = ("hydra.run.dir", "hydra.sweep.dir")
+FOLDER_OVERRIDES = ("hydra.run.dir", "hydra.sweep.dir", "round.dir")
 
 
 def folder_in_the_way(arguments: Sequence[str]) -> str | None:
@@ -45,6 +46,20 @@ def main() -> None:
     if problem is not None:
         sys.exit(f"alcv: {problem}")
     _main()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="round")
+def _round_main(cfg: DictConfig) -> None:
+    run_round(cfg)
+
+
+def round_main() -> None:
+    """``alcv-round round.dir=DIR [overrides]``: run the next labeling round in ``DIR`` (:mod:`alcv.rounds`); a
+    round folder that is a file is refused before Hydra would make it."""
+    problem = folder_in_the_way(sys.argv[1:])
+    if problem is not None:
+        sys.exit(f"alcv-round: {problem}")
+    _round_main()
 
 
 if __name__ == "__main__":

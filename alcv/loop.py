@@ -39,7 +39,7 @@ from alcv.models.detection_module import DetectionModule
 from alcv.models.detections import PredictionRequest
 from alcv.models.mirror import MirroredPassModule
 from alcv.pool import LabelPool
-from alcv.run_files import POOL_STATE_FILE, Progress, RunFiles, loop_folder
+from alcv.run_files import POOL_STATE_FILE, Progress, RunFiles
 from alcv.run_records import OBJECTIVES, RESULTS_FILE, LoopRecord, check_objective
 from alcv.safe_io import checked_inside
 from alcv.seeding import INITIAL_SET, TRAINING, derive_seed
@@ -164,7 +164,18 @@ def check_modality(datamodule: ActiveDataModule, model: pl.LightningModule) -> N
         f"{_EXAMPLE_MODELS.get(data_modality, '?')}) or {model_modality} data for this model")
 
 
-class _LabeledBoxes:
+def check_fully_labeled(datamodule: ActiveDataModule) -> None:
+    """Refuse data whose pool has frames without labels: a simulated run labels a frame by revealing the labels
+    the data holds, so it would train on frames that have none (label them in real rounds, :mod:`alcv.rounds`)."""
+    unlabeled = datamodule.dataset.unlabeled_indices()
+    if unlabeled.size:
+        names = [datamodule.dataset.frame_name(int(index)) for index in unlabeled[:5]]
+        raise ValueError(f"data '{datamodule.name}' has {unlabeled.size} pool frames without labels (e.g. {names}): a "
+                         "simulated run reveals the labels of the frames it selects, so every pool frame needs them. "
+                         "To select frames for people to label, run labeling rounds (alcv-round)")
+
+
+class LabeledBoxes:
     """Ground-truth boxes of the labeled set, in total and per class, counting each frame once (frames
     only get added)."""
 
@@ -213,7 +224,7 @@ def _predictor(models: list[pl.LightningModule], request: PredictionRequest) -> 
     return predictor
 
 
-def _logger(cfg: DictConfig, output_dir: Path, version: Any) -> Logger | None:
+def run_logger(cfg: DictConfig, output_dir: Path, version: Any) -> Logger | None:
     """The run's logger (None for ``logger=none``), writing inside ``output_dir``; with the ``version`` of an
     earlier attempt (the W&B run id) it continues that tracked run."""
     if not cfg.logger:
@@ -288,7 +299,7 @@ class RunState:
     pool: LabelPool
     rules: SelectionRules
     logger: Logger | None
-    boxes: _LabeledBoxes
+    boxes: LabeledBoxes
 
     @property
     def seed(self) -> int:
@@ -297,6 +308,10 @@ class RunState:
     @property
     def num_loops(self) -> int:
         return int(self.cfg.loop.num_loops)
+
+    def acquires_after(self, loop: int) -> bool:
+        """Whether loop ``loop`` selects frames for a next one (every loop of a run but its last)."""
+        return loop < self.num_loops - 1
 
     @property
     def request(self) -> PredictionRequest:
@@ -340,6 +355,7 @@ def prepare(cfg: DictConfig, files: RunFiles, progress: Progress, config: dict[s
     seed = int(cfg.seed)
     datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
     strategy: Strategy = hydra.utils.instantiate(cfg.strategy)
+    check_fully_labeled(datamodule)
     if progress.pool is not None:
         check_saved_pool(progress.pool, datamodule.pool_split(), files.output_dir / POOL_STATE_FILE, datamodule.name)
     pool = progress.pool if progress.pool is not None else LabelPool(datamodule.pool_split())
@@ -349,7 +365,7 @@ def prepare(cfg: DictConfig, files: RunFiles, progress: Progress, config: dict[s
     check_modality(datamodule, model)
     check_training(cfg, model)
     _extra_callbacks(cfg, files.output_dir)  # built again for every loop; here to refuse bad ones before any file
-    logger = _logger(cfg, files.output_dir, progress.logger_version)
+    logger = run_logger(cfg, files.output_dir, progress.logger_version)
     files.start(config, None if logger is None else logger.version)
     if logger is not None and not progress.completed_loops:
         logger.log_hyperparams(config)
@@ -360,7 +376,7 @@ def prepare(cfg: DictConfig, files: RunFiles, progress: Progress, config: dict[s
         files.append_selection(0, pool.labeled_in_loop(0), None)
     datamodule.attach_pool(pool)
     return RunState(cfg=cfg, files=files, datamodule=datamodule, strategy=strategy, model=model, pool=pool,
-                    rules=selection_rules(cfg.loop), logger=logger, boxes=_LabeledBoxes(datamodule))
+                    rules=selection_rules(cfg.loop), logger=logger, boxes=LabeledBoxes(datamodule))
 
 
 def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
@@ -377,7 +393,7 @@ def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
     callback = ActiveLearningCallback(state.strategy, state.rules, len(datamodule.dataset),
                                       truth=bool(cfg.loop.get("pool_truth", False))
                                       or getattr(state.strategy, "needs_truth", False))
-    loop_dir = state.files.output_dir / loop_folder(loop)
+    loop_dir = state.files.loop_dir(loop)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=state.logger if state.logger is not None else False,
         callbacks=[callback, *_extra_callbacks(cfg, state.files.output_dir)], default_root_dir=str(loop_dir))
@@ -387,7 +403,7 @@ def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
     started = time.perf_counter()
     trainer.fit(state.model, datamodule=datamodule)
     models = [state.model]
-    if loop < state.num_loops - 1 and state.predicts_pool and state.request.members > 1:
+    if state.acquires_after(loop) and state.predicts_pool and state.request.members > 1:
         models = _train_committee(cfg, datamodule, state.model, state.request.members, state.seed, loop, loop_dir)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -398,7 +414,7 @@ def train_and_test(state: RunState, loop: int, first_loop: int) -> TrainedLoop:
 def acquire_next(state: RunState, trained: TrainedLoop, loop: int) -> Acquisition:
     """Select and label the frames of loop ``loop + 1`` (nothing after the last loop): predict the pool when the
     strategy or the rules need it, then :func:`acquire`."""
-    if loop == state.num_loops - 1:
+    if not state.acquires_after(loop):
         return Acquisition()
     columns, pool_seconds = None, 0.0
     if state.predicts_pool:
@@ -486,7 +502,7 @@ def commit(state: RunState, record: LoopRecord, selection: Selection | None) -> 
     """Write loop ``record.loop``'s files in the order that makes it resumable (see :mod:`alcv.run_files`):
     weights (for a warm start, or all with ``loop.keep_weights``), the pool, the next selection, and last the
     results line, which it returns."""
-    warm_start = record.loop < state.num_loops - 1 and not state.cfg.loop.reset_weights
+    warm_start = state.acquires_after(record.loop) and not state.cfg.loop.reset_weights
     if warm_start or state.cfg.loop.keep_weights:
         state.files.save_weights(record.loop, state.model)
     state.files.save_pool(state.pool)

@@ -29,7 +29,7 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,9 +68,9 @@ RESUMABLE_CHANGES = ("output_dir", "logger", "trainer.accelerator", "trainer.dev
                      "loop.pool_truth", "loop.keep_weights")
 
 
-def loop_folder(loop: int) -> str:
-    """The name of loop ``loop``'s folder in the output folder."""
-    return f"loop_{loop:03d}"
+def loop_folder(loop: int, prefix: str = "loop") -> str:
+    """The name of loop ``loop``'s folder in the output folder (``round_NNN`` for labeling rounds)."""
+    return f"{prefix}_{loop:03d}"
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -83,13 +83,14 @@ def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any],
+                   allowed: Sequence[str] = RESUMABLE_CHANGES) -> list[str]:
     """The settings (dotted keys) whose values differ between two resolved configs, ``"key: saved -> now"``,
-    leaving out :data:`RESUMABLE_CHANGES`."""
+    leaving out the ``allowed`` ones (and the keys under them)."""
     before, after = _flatten(saved), _flatten(current)
     changes = []
     for key in sorted(before.keys() | after.keys()):
-        if any(key == allowed or key.startswith(f"{allowed}.") for allowed in RESUMABLE_CHANGES):
+        if any(key == setting or key.startswith(f"{setting}.") for setting in allowed):
             continue
         missing = "<not set>"
         if before.get(key, missing) != after.get(key, missing):
@@ -97,7 +98,7 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
     return changes
 
 
-def _read_run(path: Path) -> dict[str, Any]:
+def read_run_file(path: Path) -> dict[str, Any]:
     """A ``run.json``, checked field by field (as a resume reads it)."""
     try:
         saved = json.loads(path.read_text())
@@ -123,7 +124,7 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; {run_dir} is not the folder of an alcv run")
-    return _read_run(path)["config"]
+    return read_run_file(path)["config"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,9 @@ class RunFiles:
     the same files when resuming) but must not append the same lines or race on the same files.
     """
 
+    #: the prefix of the loops' folders (:func:`loop_folder`)
+    FOLDER_PREFIX = "loop"
+
     def __init__(self, output_dir: Path) -> None:
         self.output_dir = Path(output_dir)
         self.writer = rank_zero_only.rank == 0
@@ -173,6 +177,10 @@ class RunFiles:
 
     def _path(self, *parts: str) -> Path:
         return checked_inside(self.output_dir, Path(*parts), "output file")
+
+    def loop_dir(self, loop: int) -> Path:
+        """Loop ``loop``'s folder (its Trainer's ``default_root_dir``, its weights)."""
+        return self._path(loop_folder(loop, self.FOLDER_PREFIX))
 
     # ------------------------------------------------------------------ resuming
     def resume(self, config: Mapping[str, Any]) -> Progress:
@@ -188,20 +196,10 @@ class RunFiles:
             ValueError: the config differs from the saved one in a setting outside :data:`RESUMABLE_CHANGES`,
                 or the saved files are malformed or disagree; the message names the file and the field.
         """
-        run_path = self._path(RUN_FILE)
-        if not run_path.exists():
-            for name in (RESULTS_FILE, SELECTIONS_FILE, POOL_STATE_FILE, WEIGHTS_FILE, loop_folder(0)):
-                if self._path(name).exists():
-                    raise FileExistsError(f"{self._path(name)} already exists but {run_path} does not, so this is "
-                                          "not a run that can be resumed; give the run a new output_dir (a run's "
-                                          "files are never overwritten)")
+        saved = self._saved_run(config, (RESULTS_FILE, SELECTIONS_FILE, POOL_STATE_FILE, WEIGHTS_FILE,
+                                         loop_folder(0)), RESUMABLE_CHANGES, "output_dir")
+        if saved is None:
             return Progress()
-        saved = _read_run(run_path)
-        changes = config_changes(saved["config"], config)
-        if changes:
-            raise ValueError(f"{run_path}: the run in {self.output_dir} was started with another configuration, so "
-                             f"it cannot be resumed with this one; changed: {'; '.join(changes)}. Resume it with "
-                             "its own settings, or give this run a new output_dir")
         records = self._completed_records()
         completed = len(records)
         if completed > int(config["loop"]["num_loops"]):
@@ -218,6 +216,31 @@ class RunFiles:
         self._drop_interrupted(completed, records, selections)
         log.info("resuming the run in %s after %d completed loops", self.output_dir, completed)
         return Progress(completed, records, selections, pool, version)
+
+    def _saved_run(self, config: Mapping[str, Any], own_files: Sequence[str], allowed: Sequence[str],
+                   folder_setting: str) -> dict[str, Any] | None:
+        """The checked ``run.json`` of an earlier attempt, None when there is none.
+
+        Raises:
+            FileExistsError: there is no ``run.json`` but one of ``own_files`` (names in the folder) exists.
+            ValueError: the saved config differs from ``config`` in a setting not ``allowed``; the message says to
+                choose a new ``folder_setting``.
+        """
+        run_path = self._path(RUN_FILE)
+        if not run_path.exists():
+            for name in own_files:
+                if self._path(name).exists():
+                    raise FileExistsError(f"{self._path(name)} already exists but {run_path} does not, so this is "
+                                          f"not a run that can be resumed; give the run a new {folder_setting} (a "
+                                          "run's files are never overwritten)")
+            return None
+        saved = read_run_file(run_path)
+        changes = config_changes(saved["config"], config, allowed)
+        if changes:
+            raise ValueError(f"{run_path}: the run in {self.output_dir} was started with another configuration, so "
+                             f"it cannot be resumed with this one; changed: {'; '.join(changes)}. Resume it with "
+                             f"its own settings, or give this run a new {folder_setting}")
+        return saved
 
     def _completed_records(self) -> list[dict[str, Any]]:
         path = self._path(RESULTS_FILE)
@@ -265,8 +288,8 @@ class RunFiles:
         for name, kept in ((RESULTS_FILE, records), (SELECTIONS_FILE, selections)):
             if self._path(name).exists():
                 write_jsonl_atomically(self._path(name), kept)
-        for folder in sorted(self.output_dir.glob("loop_[0-9][0-9][0-9]")):
-            if int(folder.name.removeprefix("loop_")) >= completed:
+        for folder in sorted(self.output_dir.glob(f"{self.FOLDER_PREFIX}_[0-9][0-9][0-9]")):
+            if int(folder.name.removeprefix(f"{self.FOLDER_PREFIX}_")) >= completed:
                 shutil.rmtree(self._path(folder.name))
 
     # ------------------------------------------------------------------ writing
@@ -295,7 +318,7 @@ class RunFiles:
         """Save loop ``loop``'s trained ``state_dict`` (tensors only) atomically, for the next loop to
         warm-start from after a resume."""
         if self.writer:
-            with atomic_binary_file(self._path(loop_folder(loop), WEIGHTS_FILE)) as handle:
+            with atomic_binary_file(self.loop_dir(loop) / WEIGHTS_FILE) as handle:
                 torch.save(model.state_dict(), handle)
 
     def load_weights(self, loop: int, model: pl.LightningModule) -> None:
@@ -305,7 +328,7 @@ class RunFiles:
             FileNotFoundError: the file is missing (a warm-started run needs it to resume).
             ValueError: the file is not a weights file of this model.
         """
-        path = self._path(loop_folder(loop), WEIGHTS_FILE)
+        path = self.loop_dir(loop) / WEIGHTS_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: the run warm-starts every loop from the previous one "
                                     f"(loop.reset_weights=false), so resuming at loop {loop + 1} needs loop {loop}'s "

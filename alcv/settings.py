@@ -92,6 +92,15 @@ class AggregationSettings:
 
 
 @dataclass
+class RoundSettings:
+    """``round``: a labeling round's folder and rules (``conf/round.yaml`` documents them)."""
+
+    dir: str = ""
+    allow_missing: bool = False
+    min_score: float = 0.3
+
+
+@dataclass
 class RunSettings:
     """The top level's own settings (the groups are checked by their own schema or target)."""
 
@@ -102,7 +111,8 @@ class RunSettings:
 
 
 #: the sections with a dataclass schema, by key ("" is the top level)
-SCHEMAS: dict[str, type] = {"": RunSettings, "loop": LoopSettings, "aggregation": AggregationSettings}
+SCHEMAS: dict[str, type] = {"": RunSettings, "loop": LoopSettings, "aggregation": AggregationSettings,
+                             "round": RoundSettings}
 
 
 class UnknownSetting(ValueError):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from label_studio_server import SERVER_ENV, Server, label_studio_executable
 from omegaconf import DictConfig, open_dict
 
 from alcv.config import CONFIG_DIR, register_resolvers
@@ -69,14 +72,15 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-def compose_config(*overrides: str, output_dir: Path, keep_hydra: bool = False) -> DictConfig:
-    """The config `alcv *overrides` would run, writing into ``output_dir`` (with its ``hydra`` node if
-    ``keep_hydra``)."""
+def compose_config(*overrides: str, output_dir: Path, keep_hydra: bool = False, config_name: str = "config"
+                   ) -> DictConfig:
+    """The config `alcv *overrides` would run (`alcv-round *overrides` with ``config_name="round"``), writing into
+    ``output_dir`` (with its ``hydra`` node if ``keep_hydra``)."""
     register_resolvers()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     finally:
         GlobalHydra.instance().clear()
     HydraConfig.instance().set_config(cfg)
@@ -121,3 +125,68 @@ class CodeRunningPickle:
 
     def __reduce__(self) -> tuple:
         return (Path.touch, (self.marker,))
+
+
+#: the test files that use the session's Label Studio server (the ``label_studio`` fixture)
+LABEL_STUDIO_TESTS = (Path(__file__).with_name("test_label_studio.py"),)
+#: the Label Studio server this process started for them (the xdist controller's, or a run's without xdist)
+_LABEL_STUDIO = pytest.StashKey[Server]()
+
+
+def _runs_label_studio_tests(config: pytest.Config) -> bool:
+    """Whether the command's paths include a file of LABEL_STUDIO_TESTS (the file, or a folder above it)."""
+    targets = [target.resolve() for target in LABEL_STUDIO_TESTS]
+    for argument in config.args:
+        path = (config.invocation_params.dir / argument.split("::")[0]).resolve()
+        if any(path == target or (path.is_dir() and target.is_relative_to(path)) for target in targets):
+            return True
+    return False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """On the controller (or a run without xdist), start the Label Studio server of tests/test_label_studio.py in
+    the background when those tests are among the paths, so that its first start (database migrations, minutes)
+    overlaps the other tests; the workers find it through ``SERVER_ENV`` (inherited), and the tests wait for it.
+    Without Label Studio installed nothing starts, and the tests fail naming the install command."""
+    if (hasattr(config, "workerinput") or SERVER_ENV in os.environ or config.option.collectonly
+            or not _runs_label_studio_tests(config)):
+        return
+    executable = label_studio_executable()
+    if executable is None:
+        return
+    root = Path(tempfile.mkdtemp(prefix="alcv-label-studio-"))
+    config.stash[_LABEL_STUDIO] = Server.start(root, executable)
+    os.environ[SERVER_ENV] = str(root)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests of LABEL_STUDIO_TESTS last (the others keep their order), so that the server pytest_configure
+    started has the other tests' time to start in: no worker waits for it."""
+    items.sort(key=lambda item: item.path in LABEL_STUDIO_TESTS)
+
+
+def _stop_label_studio(config: pytest.Config) -> list[int]:
+    server = config.stash.get(_LABEL_STUDIO, None)
+    if server is None:
+        return []
+    del config.stash[_LABEL_STUDIO]
+    left = server.stop()
+    os.environ.pop(SERVER_ENV, None)
+    if not left:
+        shutil.rmtree(server.root, ignore_errors=True)
+    return left
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the Label Studio server (after every worker is done); processes it leaves behind fail the run."""
+    left = _stop_label_studio(session.config)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"Label Studio processes {left} outlived the test server's stop", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_label_studio(config)  # when the session did not finish
