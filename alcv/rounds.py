@@ -65,7 +65,7 @@ from alcv.loop import (
 from alcv.pool import LabelPool
 from alcv.run_files import RESUMABLE_CHANGES, RunFiles, loop_folder
 from alcv.run_records import RESULTS_FILE
-from alcv.safe_io import write_text_atomically
+from alcv.safe_io import read_json, write_text_atomically
 from alcv.seeding import TRAINING, derive_seed
 from alcv.settings import check_settings, composed_experiment
 
@@ -134,10 +134,7 @@ class RoundFiles(RunFiles):
         path = self._path(LABELED_FRAMES_FILE)
         if not path.exists():
             return {}
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not a valid JSON file ({error})") from error
+        saved = read_json(path, "labeled-frames file")
         frames = saved.get("frames") if isinstance(saved, dict) else None
         if not isinstance(frames, dict) or not all(isinstance(number, int) and not isinstance(number, bool)
                                                    and number >= 0 for number in frames.values()):
@@ -279,35 +276,28 @@ def _format_round_summary(summary: Mapping[str, Any]) -> str:
         "seconds: " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in timings.items())])
 
 
-def run_round(cfg: DictConfig) -> dict[str, Any] | None:
-    """Run the next labeling round described by ``cfg`` (the composed ``round`` config) in ``cfg.round.dir``.
-
-    Returns the round's summary (what ``round_NNN/summary.json`` holds), or None when the round waits for labels
-    (nothing was written). Raises ``ValueError`` for data that is not a KITTI or COCO folder, a pool without
-    labeled or unlabeled frames, a strategy that needs the pool's labels (``oracle``), and what a run refuses.
-    """
-    register_resolvers()
-    config = OmegaConf.to_container(cfg, resolve=True)
-    check_settings(config, composed_experiment())
-    check_round_settings(cfg)
-    files = RoundFiles(Path(cfg.round.dir))
-    progress = files.resume(config)
-    number = progress.completed
-    datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
-    dataset = datamodule.dataset
-    export = label_format(dataset)
+def waiting_message(files: RoundFiles, number: int, dataset: Any, allow_missing: bool) -> str | None:
+    """Why round ``number`` cannot start yet (frames round ``number - 1`` selected have no labels in the data and
+    ``round.allow_missing`` is false), or None when it can."""
+    if number == 0 or allow_missing:
+        return None
     unlabeled = set(dataset.unlabeled_indices().tolist())
-    labeled_names = {dataset.frame_name(index) for index in dataset.split_indices("pool").tolist()
-                     if index not in unlabeled}
-    if number > 0:
-        awaited, selected = awaited_frames(files, number, labeled_names)
-        if awaited and not cfg.round.allow_missing:
-            print(f"alcv-round: round {number - 1} selected {selected} frames and {len(awaited)} of them have no "
-                  f"labels in the data yet (e.g. {awaited[:5]}); nothing was changed. Label them (alcv-label pull or "
-                  f"alcv-label import {files.loop_dir(number - 1)}) and run again, or go on without them with "
-                  "round.allow_missing=true")
-            return None
-    pool, trained_at = labeled_pool(dataset, progress.trained_at, number)
+    labeled = {dataset.frame_name(index) for index in dataset.split_indices("pool").tolist() if index not in unlabeled}
+    awaited, selected = awaited_frames(files, number, labeled)
+    if not awaited:
+        return None
+    return (f"alcv-round: round {number - 1} selected {selected} frames and {len(awaited)} of them have no labels in "
+            f"the data yet (e.g. {awaited[:5]}); nothing was changed. Label them (alcv-label pull or alcv-label import "
+            f"{files.loop_dir(number - 1)}) and run again, or go on without them with round.allow_missing=true")
+
+
+def prepare_round(cfg: DictConfig, files: RoundFiles, progress: RoundProgress, config: dict[str, Any],
+                  datamodule: ActiveDataModule) -> tuple[RoundState, dict[str, int]]:
+    """Build and check what round ``progress.completed`` needs (the pool from the data, the strategy, the model, the
+    logger), then write ``run.json`` for a new series of rounds; returns the state and the round at which each
+    labeled frame was first trained on (:func:`labeled_pool`)."""
+    number = progress.completed
+    pool, trained_at = labeled_pool(datamodule.dataset, progress.trained_at, number)
     if pool.n_labeled == 0:
         raise ValueError(f"data '{datamodule.name}' has no labeled pool frames to train on: label some first")
     if pool.n_unlabeled == 0:
@@ -325,22 +315,53 @@ def run_round(cfg: DictConfig) -> dict[str, Any] | None:
     datamodule.attach_pool(pool)
     state = RoundState(cfg=cfg, files=files, datamodule=datamodule, strategy=strategy, model=model, pool=pool,
                        rules=selection_rules(cfg.loop), logger=logger, boxes=LabeledBoxes(datamodule))
-    new_frames = pool.labeled_in_loop(number)
-    n_labeled, n_boxes = pool.n_labeled, state.boxes.update(pool.labeled_indices)
+    return state, trained_at
+
+
+def export_selection(state: RoundState, number: int, selection: Selection) -> float:
+    """Write round ``number``'s ``selection.json`` and pre-annotations (the model's boxes of the selected frames,
+    predicted again); returns the seconds it took."""
+    started = time.perf_counter()
+    detections = _predictions(state, state.model, selection.indices)
+    document = selection_document(state, number, selection, detections)
+    state.files.write_json(number, SELECTION_FILE, document)
+    if state.files.writer:
+        dataset = state.datamodule.dataset
+        label_format(dataset).write_pre_annotations(dataset, document, state.files.loop_dir(number))
+    return time.perf_counter() - started
+
+
+def run_round(cfg: DictConfig) -> dict[str, Any] | None:
+    """Run the next labeling round described by ``cfg`` (the composed ``round`` config) in ``cfg.round.dir``.
+
+    Returns the round's summary (what ``round_NNN/summary.json`` holds), or None when the round waits for labels
+    (nothing was written). Raises ``ValueError`` for data that is not a KITTI or COCO folder, a pool without
+    labeled or unlabeled frames, a strategy that needs the pool's labels (``oracle``), and what a run refuses.
+    """
+    register_resolvers()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    check_settings(config, composed_experiment())
+    check_round_settings(cfg)
+    files = RoundFiles(Path(cfg.round.dir))
+    progress = files.resume(config)
+    number = progress.completed
+    datamodule: ActiveDataModule = hydra.utils.instantiate(cfg.data)
+    label_format(datamodule.dataset)  # refuses data that rounds cannot write labels into, before anything else
+    waiting = waiting_message(files, number, datamodule.dataset, bool(cfg.round.allow_missing))
+    if waiting is not None:
+        print(waiting)
+        return None
+    state, trained_at = prepare_round(cfg, files, progress, config, datamodule)
+    pool = state.pool
+    new_frames, n_labeled, n_unlabeled = pool.labeled_in_loop(number), pool.n_labeled, pool.n_unlabeled
+    n_boxes = state.boxes.update(pool.labeled_indices)
     log.info("round %d: training on %d labeled frames (%d new), %d unlabeled", number, n_labeled, new_frames.size,
-             pool.n_unlabeled)
-    n_unlabeled = pool.n_unlabeled
+             n_unlabeled)
     trained = train_and_test(state, number, number)
     acquisition = acquire_next(state, trained, number)
     selection = acquisition.selection
     assert selection is not None  # a round always acquires
-    started = time.perf_counter()
-    detections = _predictions(state, state.model, selection.indices)
-    document = selection_document(state, number, selection, detections)
-    files.write_json(number, SELECTION_FILE, document)
-    if files.writer:
-        export.write_pre_annotations(dataset, document, files.loop_dir(number))
-    export_seconds = time.perf_counter() - started
+    export_seconds = export_selection(state, number, selection)
     record = record_loop(state, number, n_labeled, n_boxes, trained, acquisition)
     record = replace(record, timings={**record.timings, "export": export_seconds})
     log_loop(state, record, (new_frames, None), acquisition.gallery)
@@ -358,4 +379,3 @@ def run_round(cfg: DictConfig) -> dict[str, Any] | None:
     if files.writer:
         print(_format_round_summary(summary))
     return summary
-

@@ -49,7 +49,7 @@ from alcv.run_records import (
     read_jsonl,
     write_jsonl_atomically,
 )
-from alcv.safe_io import atomic_binary_file, checked_inside, write_text_atomically
+from alcv.safe_io import atomic_binary_file, checked_inside, read_json, write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,7 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any],
 
 def read_run_file(path: Path) -> dict[str, Any]:
     """A ``run.json``, checked field by field (as a resume reads it)."""
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a valid run file ({error})") from error
+    saved = read_json(path, "run file")
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise ValueError(f"{path}: field 'config' missing; expected a JSON object with the run's config")
     if saved.get("format") != RUN_FORMAT:

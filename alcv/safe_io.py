@@ -1,14 +1,15 @@
-"""Writing files so that nothing already saved is lost or left half-written, and only where it belongs; loading
-weights without running code."""
+"""Writing files so that nothing already saved is lost or left half-written, and only where it belongs; reading
+state back (JSON, weights) without running code."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 #: torch's switch that makes every ``torch.load`` weights-only, even where the caller asks for a full unpickle
 _FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
@@ -53,6 +54,15 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_binary_file`)."""
     with atomic_binary_file(path) as handle:
         handle.write(text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """The JSON document in ``path``; raises ``ValueError`` ``"<path>: not a valid <what> (<why>)"`` for a file that
+    is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a valid {what} ({error})") from error
 
 
 def refuse_non_empty(folder: Path) -> None:

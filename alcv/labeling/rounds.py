@@ -8,7 +8,6 @@ the data's writers (:mod:`alcv.labeling.formats`), then appends what it did to `
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from alcv.labeling.formats import LabelFormat, label_format
 from alcv.rounds import ROUND_PREFIX, SELECTION_FILE
 from alcv.run_files import RUN_FILE, read_run_config
 from alcv.run_records import RESULTS_FILE, append_jsonl, read_results
+from alcv.safe_io import read_json
 
 #: what each import of labels into a round's data did, one JSON line per import, in ``round_NNN/``
 IMPORTS_FILE = "imported.jsonl"
@@ -66,10 +66,7 @@ def open_round(folder: Path | str) -> OpenedRound:
     path = folder / SELECTION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; {folder} is not a complete round")
-    try:
-        selection = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a valid selection file ({error})") from error
+    selection = read_json(path, "selection file")
     if not isinstance(selection, dict) or not isinstance(selection.get("frames"), list):
         raise ValueError(f"{path}: field 'frames' missing; expected the selected frames as a list")
     config = read_run_config(folder.parent)
