@@ -11,7 +11,9 @@ skip: CI installs it (the README's test command).
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 import uuid
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -82,10 +84,17 @@ class Annotator:
     """A Label Studio user acting through the API as the labeling UI does (plain HTTP, the user's token)."""
 
     def __init__(self, studio: Studio) -> None:
-        self.url = studio.url
-        answer = requests.post(f"{studio.url}/api/token/refresh/", json={"refresh": studio.token}, timeout=30)
-        answer.raise_for_status()
-        self.headers = {"Authorization": f"Bearer {answer.json()['access']}"}
+        self.url, self.token = studio.url, studio.token
+        self._access, self._access_time = "", -math.inf
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """A fresh access token's header: Label Studio's expire after 5 minutes, which a slow test can outlast."""
+        if time.monotonic() - self._access_time > 60:
+            answer = requests.post(f"{self.url}/api/token/refresh/", json={"refresh": self.token}, timeout=30)
+            answer.raise_for_status()
+            self._access, self._access_time = answer.json()["access"], time.monotonic()
+        return {"Authorization": f"Bearer {self._access}"}
 
     def get(self, endpoint: str, **params: Any) -> Any:
         answer = requests.get(f"{self.url}{endpoint}", params=params, headers=self.headers, timeout=30)
