@@ -340,7 +340,22 @@ class LabelStudio:
                 raise LabelStudioError(f"Label Studio at {self.url}: task {task_id}, created in project {project_id}, "
                                        f"has frame {frame!r}: not one frame of the upload each (ids {created})")
             by_frame[frame] = task_id
+        self._ensure_predictions(project_id, [(by_frame[task["data"]["frame"]], task["predictions"][0])
+                                              for task in payload])
         return [by_frame[frame] for frame in frames]
+
+    def _ensure_predictions(self, project_id: int, predictions: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Create, through ``POST /api/predictions``, each ``(task id, prediction)`` whose task has no prediction in
+        Label Studio's predictions list: under load the server was seen to create the imported tasks without the
+        predictions given inline with them."""
+        listed = self._json("GET", "/api/predictions", params={"project": project_id})
+        if not isinstance(listed, list):
+            raise LabelStudioError(f"Label Studio at {self.url}: GET /api/predictions did not answer a list: "
+                                   f"{self._excerpt(json.dumps(listed))!r}")
+        predicted = {prediction.get("task") for prediction in listed if isinstance(prediction, Mapping)}
+        for task_id, prediction in predictions:
+            if task_id not in predicted:
+                self._json("POST", "/api/predictions", expected=(201,), json={"task": task_id, **prediction})
 
     def submitted_boxes(self, project_id: int, task_ids: Sequence[int], class_names: Sequence[str]
                         ) -> dict[int, FrameBoxes | None]:
