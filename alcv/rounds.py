@@ -64,7 +64,7 @@ from alcv.loop import (
 )
 from alcv.pool import LabelPool
 from alcv.run_files import RESUMABLE_CHANGES, RunFiles, loop_folder
-from alcv.run_records import RESULTS_FILE
+from alcv.run_records import RESULTS_FILE, json_safe
 from alcv.safe_io import read_json, write_text_atomically
 from alcv.seeding import TRAINING, derive_seed
 from alcv.settings import check_settings, composed_experiment
@@ -151,21 +151,8 @@ class RoundFiles(RunFiles):
         """Write ``document`` to ``round_NNN/name`` atomically (NaN as null); returns the path."""
         path = self.loop_dir(number) / name
         if self.writer:
-            write_text_atomically(path, json.dumps(_json_ready(document), indent=1))
+            write_text_atomically(path, json.dumps(json_safe(document), indent=1, allow_nan=False))
         return path
-
-
-def _json_ready(value: Any) -> Any:
-    """``value`` with non-finite floats as None and numpy scalars as Python numbers, for strict JSON."""
-    if isinstance(value, Mapping):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 @dataclass

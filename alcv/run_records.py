@@ -135,12 +135,12 @@ def objective(records: Sequence[Mapping[str, Any]], name: str) -> float:
 REQUIRED_FIELDS = tuple(f.name for f in fields(LoopRecord) if f.default is MISSING and f.default_factory is MISSING)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinities become None; numpy scalars become Python numbers; containers recurse."""
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -149,7 +149,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _jsonl_line(record: Mapping[str, Any]) -> str:
-    return json.dumps(_json_safe(record), allow_nan=False) + "\n"
+    return json.dumps(json_safe(record), allow_nan=False) + "\n"
 
 
 def append_jsonl(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:

@@ -260,7 +260,7 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
         if not labels:
             return 0
         pool = {self.frame_name(index) for index in self.split_indices("pool").tolist()}
-        data = _load_json(path)
+        data = load_instances(path)
         class_categories = _class_categories(path, data["categories"], self._class_entries)
         records: dict[str, list[dict[str, Any]]] = {}
         for image in data["images"]:
@@ -360,7 +360,9 @@ class CocoDataset(IndexedSplits[torch.Tensor]):
         }
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def load_instances(path: Path) -> dict[str, Any]:
+    """The COCO instances file ``path``, checked to be a JSON object with the lists ``images``, ``annotations`` and
+    ``categories``; ``ValueError`` names the file (and the line of a JSON error) otherwise."""
     try:
         with path.open(encoding="utf-8") as handle:
             data = json.load(handle)
@@ -499,7 +501,7 @@ def _parse_instances(path: Path, images_dir: Path, class_entries: Mapping[str, S
     """The images of one split in ascending image id, each with its kept ``boxes`` ``(M, 4)`` float32 XYXY
     pixels and ``labels`` ``(M,)`` int64, by the rules of :class:`CocoDataset` (none for an image flagged
     unlabeled, whose ``labeled`` is False)."""
-    data = _load_json(path)
+    data = load_instances(path)
     category_labels = _category_labels(path, data["categories"], class_entries)
     records = _image_records(path, images_dir, data["images"], fps)
     kept: dict[int, list[tuple[list[float], int]]] = {image_id: [] for image_id in records}

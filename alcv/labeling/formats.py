@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from alcv.data.coco import CocoDataset
+from alcv.data.coco import CocoDataset, load_instances
 from alcv.data.kitti import KittiDataset, kitti_label_text, read_kitti_calibration
 from alcv.safe_io import write_text_atomically
 
@@ -119,14 +119,9 @@ class CocoFormat:
                                                              "categories": categories}))
 
     def read_labels(self, dataset: CocoDataset, source: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
-        try:
-            data = json.loads(source.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{source}: not a readable COCO instances JSON file ({error})") from error
-        if not isinstance(data, dict) or not all(isinstance(data.get(key), list)
-                                                 for key in ("images", "annotations", "categories")):
-            raise ValueError(f"{source}: not a COCO instances file: expected an object with the lists 'images', "
-                             "'annotations' and 'categories'")
+        if not source.is_file():
+            raise FileNotFoundError(f"{source}: not found; expected the COCO instances file of the labeled images")
+        data = load_instances(source)
         categories = {category.get("id"): category.get("name") for category in data["categories"]
                       if isinstance(category, dict)}
         images = {image.get("id"): image.get("file_name") for image in data["images"] if isinstance(image, dict)}
