@@ -275,8 +275,9 @@ def _number(value: float, digits: int = 2) -> str:
 
 
 def summarise(study_dir: Path, resamples: int, seed: int, screen: tuple[int, int] = (0, 4)) -> list[str]:
-    """The cost, per-seed curves, ratio table and summary line, then the screen of ``screen = (seed, loops)``
-    (:func:`screen_table`) and the diagnosis, as text lines."""
+    """The cost, per-seed curves and ratio table, the study's resolution (:func:`resolution`), the screen of
+    ``screen = (seed, loops)`` (:func:`screen_table`, where the study has a :data:`SCREEN_FOLDER`) and the
+    diagnosis, then the summary line last, as text lines."""
     study = load_study([study_dir])
     curves, incomplete = collect(study)
     rng = np.random.default_rng(seed)
@@ -309,8 +310,43 @@ def summarise(study_dir: Path, resamples: int, seed: int, screen: tuple[int, int
               "resamples where both curves reach it; '(> b)': the arm's curve ends below the level where random's "
               "reaches it, so the ratio is above b); auc: mean mAP over the frames every arm covers; AP per "
               "class at the last loop", "", table.to_string(index=False), ""]
-    lines.append(_best_line(table, curves.seeds.size))
-    return lines + _screen(study, curves, *screen) + _diagnosis(study)
+    lines += _resolution(curves)
+    if (study_dir / SCREEN_FOLDER).is_dir():
+        lines += _screen(study, curves, *screen)
+    return [*lines, *_diagnosis(study), "", _best_line(table, curves.seeds.size)]
+
+
+def resolution(curves: Curves, level: float = 0.95) -> dict[str, float]:
+    """How finely the study can place the baseline's labels-to-reach ``level``, from its own runs.
+
+    ``training_noise``: the standard deviation over seeds of the full-pool mAP. Every full-pool model trains on
+    the same frames and is tested on the same split, so only the training seed (initialisation, batch order,
+    augmentation) differs: it is the noise of one loop's mAP that no choice of frames causes.
+    ``mean_curve_noise``: that over the square root of the seeds, the noise of a point of a mean curve.
+    ``slope``: mAP per 100 frames of the baseline's mean curve on the segment where it reaches the target
+    (NaN if it never does). ``frames_noise``: ``mean_curve_noise / slope``, how many frames that noise moves the
+    crossing by, and ``ratio_noise``: that over the frames to reach, the matching spread of a ratio to it."""
+    every = np.arange(curves.seeds.size)
+    noise = float(np.std(curves.full_map, ddof=1)) if curves.seeds.size > 1 else float("nan")
+    frames, maps = curves.frames[BASELINE].mean(axis=0), curves.maps[BASELINE].mean(axis=0)
+    reached = curves.reach(BASELINE, "frames", level, every)
+    slope = float("nan")
+    if np.isfinite(reached) and reached > frames[0]:
+        segment = int(np.searchsorted(frames, reached))
+        slope = 100 * (maps[segment] - maps[segment - 1]) / (frames[segment] - frames[segment - 1])
+    mean_noise = noise / np.sqrt(curves.seeds.size)
+    return {"training_noise": noise, "mean_curve_noise": mean_noise, "slope": slope,
+            "frames_noise": 100 * mean_noise / slope, "ratio_noise": 100 * mean_noise / slope / reached}
+
+
+def _resolution(curves: Curves) -> list[str]:
+    """:func:`resolution` as text lines."""
+    found = resolution(curves)
+    return ["", f"resolution at 95 %: training noise (std over seeds of the full-pool mAP, the same frames for "
+            f"every seed) {_number(found['training_noise'], 3)}, so {_number(found['mean_curve_noise'], 3)} on a mean "
+            f"curve of {curves.seeds.size} seeds; {BASELINE}'s mean curve gains {_number(found['slope'], 4)} mAP "
+            f"per 100 frames where it reaches the target, so that noise moves its crossing by about "
+            f"{_number(found['frames_noise'], 0)} frames ({_number(found['ratio_noise'])} of the frames it needs)"]
 
 
 def screen_table(study: Study, seed: int, loops: int) -> pd.DataFrame:
