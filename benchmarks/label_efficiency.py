@@ -82,9 +82,11 @@ ARMS: dict[str, tuple[str, ...]] = {
     "least_confidence": ("strategy=least_confidence",),
     "least_confidence+spread": ("strategy=least_confidence", "loop.spread.max_per_drive=2"),
     **{f"{measure}/{how}": (f"strategy={measure}", f"aggregation={how}")
-       for measure in ("least_confidence", "margin", "entropy") for how in ("mean", "sum", "topk_mean")},
+       for measure in ("least_confidence", "margin", "entropy", "binary_entropy")
+       for how in ("mean", "sum", "topk_mean")},
     "margin": ("strategy=margin",),
     "entropy": ("strategy=entropy",),
+    "binary_entropy": ("strategy=binary_entropy",),
     "bald": ("strategy=bald",),
     "committee": ("strategy=committee",),
     "coreset": ("strategy=coreset",),

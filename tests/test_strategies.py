@@ -21,6 +21,7 @@ from alcv.strategies import (
     SelectionRules,
     UncertaintyStrategy,
     aggregate,
+    binary_entropy,
     least_confidence,
     top_k,
 )
@@ -58,6 +59,27 @@ def test_least_confidence_is_one_minus_the_top_probability() -> None:
     ])
     np.testing.assert_allclose(least_confidence(probs), [0.3, 0.6, 0.0, 0.9, 0.1])
     assert least_confidence(np.zeros((0, 3))).shape == (0,)
+
+
+def test_binary_entropy_is_the_most_undecided_class_in_bits() -> None:
+    h = lambda p: -(p * np.log2(p) + (1 - p) * np.log2(1 - p))  # noqa: E731 - the textbook formula
+    probs = np.array([
+        [0.5, 0.0, 0.0],  # undecided object or background -> 1 bit
+        [0.1, 0.0, 0.0],  # nearly sure it is background -> H(0.1)
+        [0.9, 0.05, 0.05],  # a confident vehicle: its own class, not the small others -> H(0.9)
+        [0.8, 0.4, 0.0],  # the most undecided class is the second, not the top one -> H(0.4)
+        [1.0, 0.0, 0.0],  # certain -> 0
+    ])
+    np.testing.assert_allclose(binary_entropy(probs), [1.0, h(0.1), h(0.9), h(0.4), 0.0], atol=1e-12)
+    assert binary_entropy(np.zeros((0, 3))).shape == (0,)
+
+
+def test_binary_entropy_ranks_an_undecided_detection_above_a_weak_one_where_least_confidence_does_not() -> None:
+    # the two measures disagree on a sigmoid head: frame 20's weakest detection (0.12, nearly sure background)
+    # is least confidence's most uncertain box; frame 21's detection at 0.5 is binary entropy's
+    detections = [frame(20, [[0.95, 0.0, 0.0], [0.12, 0.0, 0.0]]), frame(21, [[0.5, 0.0, 0.0], [0.9, 0.0, 0.0]])]
+    assert ranking(UncertaintyStrategy("least_confidence"), detections) == [20, 21]
+    assert ranking(UncertaintyStrategy("binary_entropy"), detections) == [21, 20]
 
 
 def test_aggregate_reduces_boxes_per_frame_and_leaves_empty_frames_nan() -> None:
@@ -205,7 +227,8 @@ def test_all_equal_probabilities_make_every_frame_tied() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "setting", "allowed"),
     [
-        ({"uncertainty": "variance"}, "strategy.uncertainty", ["least_confidence", "margin", "entropy", "bald"]),
+        ({"uncertainty": "variance"}, "strategy.uncertainty",
+         ["least_confidence", "margin", "entropy", "binary_entropy", "bald"]),
         ({"aggregation": "median"}, "strategy.aggregation", list(AGGREGATIONS)),
         ({"empty_frames": "skip"}, "strategy.empty_frames", list(EMPTY_FRAME_POLICIES)),
         ({"min_score": -0.1}, "strategy.min_score", ["[0, 1]"]),

@@ -23,6 +23,7 @@ from alcv.strategies.uncertainty import (
     UNCERTAINTIES,
     UncertaintyStrategy,
     aggregate,
+    binary_entropy,
     class_distribution,
     entropy,
     least_confidence,
@@ -34,7 +35,8 @@ from alcv.strategies.uncertainty import (
 __all__ = ["AGGREGATIONS", "BUDGET_UNITS", "EMPTY_FRAME_POLICIES", "UNCERTAINTIES", "BoxFilter", "CRBStrategy",
            "ClassBalanceStrategy", "CoresetStrategy", "ErrorOracleStrategy", "HybridStrategy",
            "LocalizationStabilityStrategy", "Picker", "PoolStats", "PredictionRequest", "RandomStrategy",
-           "SelectionRules", "Strategy", "UncertaintyStrategy", "aggregate", "box_stability", "class_distribution",
+           "SelectionRules", "Strategy", "UncertaintyStrategy", "aggregate", "binary_entropy", "box_stability",
+           "class_distribution",
            "entropy", "k_centre_greedy", "kmeans_plus_plus", "label_entropy", "least_confidence", "margin",
            "mutual_information", "nearest_distances", "ranked_positions", "select_by_score", "tie_break_keys", "top_k",
            "vote_entropy"]
