@@ -435,7 +435,8 @@ def _diagnosis(study: Study) -> list[str]:
     lines = ["", "diagnosis, over every run so far (complete or not; mean over seeds per acquisition, 'loop': the "
              "loop whose frames it labeled): the ground truth of the picks against the pool (boxes per frame, "
              "share without a box, each class's share of the boxes, share of the pool's drives, share within "
-             "0.15 s of a frame of the same drive labeled or picked with it)", ""]
+             "0.15 s of a frame of the same drive labeled or picked with it, the picks' lowest and highest "
+             "acquisition score)", ""]
     lines += [picks.round(3).to_string(index=False) if not picks.empty else "(no run with label_pool.json yet)"]
     lines += ["", "whether the picks held the model's errors (loop.pool_truth; 'loop': the loop whose model chose): "
               "error_lift = the picks' misses + false alarms per frame over the pool's (1: as random on average), "

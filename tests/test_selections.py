@@ -51,6 +51,12 @@ def test_the_picks_of_each_acquisition_beside_the_pool(tmp_path: Path) -> None:
     runs = [write_run(tmp_path / "a", [0, 1, 2, -1, -1, 1, -1, 2]),
             write_run(tmp_path / "b", [2, -1, -1, 1, 0, -1, 1, -1]),
             write_run(tmp_path / "c", [0, 1, 2, 2, -1, -1, -1, -1])]
+    # the picks' scores as the runs saved them: seed 0's loop 1 at 0.9 and 0.7 (loop 0's random set has none);
+    # seed 1 has no selections.jsonl
+    (tmp_path / "a" / "selections.jsonl").write_text(
+        "\n".join(json.dumps(line) for line in ({"loop": 0, "indices": [0], "scores": None},
+                                                {"loop": 1, "indices": [1, 5], "scores": [0.9, 0.7]},
+                                                {"loop": 2, "indices": [2, 7], "scores": [None, 0.2]})) + "\n")
     records = pd.DataFrame({"run": [runs[0], runs[0], runs[1], runs[1], runs[2]], "study_type": "active_learning",
                             "strategy": ["s", "s", "s", "s", "t"], "seed": [0, 0, 1, 1, 0], "loop": [0, 1, 0, 1, 0]})
     built: list[dict] = []
@@ -65,6 +71,9 @@ def test_the_picks_of_each_acquisition_beside_the_pool(tmp_path: Path) -> None:
     assert first["share/golf_cart"] == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert first["drives"] == 1.0  # both seeds pick from both drives
     assert first["near_duplicates"] == pytest.approx((1 / 2 + 0) / 2)  # 1 is 0.1 s from 0
+    assert (first["score_low"], first["score_high"]) == pytest.approx((0.7, 0.9))  # seed 1's NaN left out
+    assert (rows.loc[("s", 2), "score_low"], rows.loc[("s", 2), "score_high"]) == pytest.approx((0.2, 0.2))
+    assert np.isnan(rows.loc[("t", 1), "score_low"])  # no selections.jsonl
     second = rows.loc[("s", 2)]
     assert second["empty"] == pytest.approx((1 + 0) / 2) and second["boxes_per_frame"] == pytest.approx((0 + 2) / 2)
     assert second["near_duplicates"] == pytest.approx((1 / 2 + 0) / 2)

@@ -680,8 +680,10 @@ def _diagnosis_markdown(tables: dict[str, pd.DataFrame], figures: dict[str, Path
         parts += ["", "## What the strategies pick", "",
                   "Per acquisition, the ground truth of the frames it labeled (mean over seeds): boxes per frame, "
                   "frames without a box, each class's share of the boxes, the share of the pool's drives they come "
-                  "from, and the share next to a frame of the same drive that was already labeled or picked with "
-                  "them (within 0.15 s); the `pool` row describes every pool frame.", "",
+                  "from, the share next to a frame of the same drive that was already labeled or picked with "
+                  "them (within 0.15 s), and the lowest and highest acquisition score of the picks (a narrow range "
+                  "at a round value is a saturated score, which tells the picks apart by noise); the `pool` row "
+                  "describes every pool frame.", "",
                   f"![what the strategies pick]({figures['selections'].name})", "",
                   markdown_table(tables["selections"])]
     return parts

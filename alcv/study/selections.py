@@ -8,7 +8,11 @@ their ground truth, read from the run's own dataset (built from the data config 
 - ``share/<class>``: the class's share of the picked boxes (e.g. how many golf carts the picks bring);
 - ``drives``: share of the pool's drives that the picks come from;
 - ``near_duplicates``: share of picks within :data:`NEAR_DUPLICATE_SECONDS` of a frame of the same drive
-  that was labeled before or picked in the same acquisition (a neighbouring frame of a 10 Hz drive).
+  that was labeled before or picked in the same acquisition (a neighbouring frame of a 10 Hz drive);
+- ``score_low`` / ``score_high``: the lowest and highest acquisition score of the picks, from the run's
+  ``selections.jsonl`` (NaN for a strategy without scores, or a run without the file). A narrow range at a
+  round value shows a saturated score, e.g. least confidence with ``max`` scoring every pick ``1 - min_score``:
+  the picks were then told apart by noise, not by the model's uncertainty.
 
 The pool row (``strategy`` = ``pool``) gives the same statistics of all pool frames where they have a meaning
 (boxes per frame, empty share, class shares), so a strategy's bias shows as its distance from it, and random's
@@ -30,6 +34,7 @@ from matplotlib.figure import Figure
 
 from alcv.pool import LabelPool
 from alcv.run_files import RUN_FILE
+from alcv.run_records import SELECTIONS_FILE, read_jsonl
 
 #: picks of one drive closer in time than this count as near-duplicates (seconds: the next frame at 10 Hz)
 NEAR_DUPLICATE_SECONDS = 0.15
@@ -110,6 +115,21 @@ def _build_dataset(config: dict[str, Any]) -> Any:
     return instantiate(config)
 
 
+def pick_score_range(run: Path) -> dict[int, tuple[float, float]]:
+    """Per loop of the run's ``selections.jsonl``: the lowest and highest score of the frames labeled for it
+    (NaN where the scores are null or the loop has none); empty without the file. Lines that do not parse are
+    left out (the report notes bad files where it reads results)."""
+    path = run / SELECTIONS_FILE
+    if not path.is_file():
+        return {}
+    ranges = {}
+    for line in read_jsonl(path, required=("loop", "indices"), skipped=[]):
+        scores = np.array([np.nan if value is None else value for value in line.get("scores") or []], dtype=float)
+        finite = scores[np.isfinite(scores)]
+        ranges[int(line["loop"])] = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
+    return ranges
+
+
 def selection_table(records: pd.DataFrame, class_names: Sequence[str],
                     build_dataset: Callable[[dict[str, Any]], Any] = _build_dataset,
                     notes: list[str] | None = None) -> pd.DataFrame:
@@ -138,17 +158,21 @@ def selection_table(records: pd.DataFrame, class_names: Sequence[str],
         pool_state, facts_of_run = LabelPool.load(folder / POOL_FILE), facts[key]
         labeled_at = np.full(facts_of_run.indices.size, -1, dtype=np.int64)
         labeled_at[facts_of_run.positions(pool_state.indices)] = pool_state.labeled_at
+        score_ranges = pick_score_range(folder)
         for loop in range(1, min(int(labeled_at.max()), int(last_loop) + 1) + 1):
             picks = np.flatnonzero(labeled_at == loop)
             earlier = np.flatnonzero((labeled_at >= 0) & (labeled_at < loop))
+            score_low, score_high = score_ranges.get(loop, (np.nan, np.nan))
             rows.append({"strategy": strategy, "seed": seed, "loop": loop,
-                         **describe_frames(facts_of_run, picks, class_names, earlier)})
+                         **describe_frames(facts_of_run, picks, class_names, earlier),
+                         "score_low": score_low, "score_high": score_high})
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows).drop(columns="seed").groupby(["strategy", "loop"], as_index=False).mean()
     table.insert(2, "seeds", pd.DataFrame(rows).groupby(["strategy", "loop"])["seed"].nunique().to_numpy())
     pools = [{"strategy": POOL_ROW, "loop": np.nan, "seeds": np.nan,
-              **describe_frames(pool, np.arange(pool.indices.size), class_names)} for pool in facts.values()]
+              **describe_frames(pool, np.arange(pool.indices.size), class_names), "score_low": np.nan,
+              "score_high": np.nan} for pool in facts.values()]
     return pd.concat([table, pd.DataFrame(pools)], ignore_index=True)
 
 
