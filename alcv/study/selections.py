@@ -10,8 +10,9 @@ their ground truth, read from the run's own dataset (built from the data config 
 - ``near_duplicates``: share of picks within :data:`NEAR_DUPLICATE_SECONDS` of a frame of the same drive
   that was labeled before or picked in the same acquisition (a neighbouring frame of a 10 Hz drive);
 - ``score_low`` / ``score_high``: the lowest and highest acquisition score of the picks, from the run's
-  ``selections.jsonl`` (NaN for a strategy without scores, or a run without the file). A narrow range at a
-  round value shows a saturated score, e.g. least confidence with ``max`` scoring every pick ``1 - min_score``:
+  ``selections.jsonl`` (NaN for a run without the file, or loops whose scores are null; a strategy without a
+  score of its own, such as random, saves zeros, so its range reads 0 to 0). A narrow range at a round value
+  shows a saturated score, e.g. least confidence with ``max`` scoring every pick ``1 - min_score``:
   the picks were then told apart by noise, not by the model's uncertainty.
 
 The pool row (``strategy`` = ``pool``) gives the same statistics of all pool frames where they have a meaning
