@@ -312,7 +312,7 @@ def summarise(study_dir: Path, resamples: int, seed: int, screen: tuple[int, int
               "resamples where both curves reach it; '(> b)': the arm's curve ends below the level where random's "
               "reaches it, so the ratio is above b); auc: mean mAP over the frames every arm covers; AP per "
               "class at the last loop", "", table.to_string(index=False), ""]
-    lines += _resolution(curves)
+    lines += _resolution(study, curves)
     if (study_dir / SCREEN_FOLDER).is_dir():
         lines += _screen(study, curves, *screen)
     return [*lines, *_diagnosis(study), "", _best_line(table, curves.seeds.size)]
@@ -341,14 +341,19 @@ def resolution(curves: Curves, level: float = 0.95) -> dict[str, float]:
             "frames_noise": 100 * mean_noise / slope, "ratio_noise": 100 * mean_noise / slope / reached}
 
 
-def _resolution(curves: Curves) -> list[str]:
-    """:func:`resolution` as text lines."""
+def _resolution(study: Study, curves: Curves) -> list[str]:
+    """:func:`resolution` as text lines, with the training noise of each class's AP (the full-pool models of the
+    seeds in ``curves``)."""
     found = resolution(curves)
+    full = study.subsets[(study.subsets["target_fraction"] >= 1.0) & study.subsets["seed"].isin(curves.seeds)]
+    per_class = ", ".join(f"{name} {full[f'ap/{name}'].std(ddof=1):.3f} (AP {full[f'ap/{name}'].min():.3f} to "
+                          f"{full[f'ap/{name}'].max():.3f})" for name in study.class_names)
     return ["", f"resolution at 95 %: training noise (std over seeds of the full-pool mAP, the same frames for "
             f"every seed) {_number(found['training_noise'], 3)}, so {_number(found['mean_curve_noise'], 3)} on a mean "
             f"curve of {curves.seeds.size} seeds; {BASELINE}'s mean curve gains {_number(found['slope'], 4)} mAP "
             f"per 100 frames where it reaches the target, so that noise moves its crossing by about "
-            f"{_number(found['frames_noise'], 0)} frames ({_number(found['ratio_noise'])} of the frames it needs)"]
+            f"{_number(found['frames_noise'], 0)} frames ({_number(found['ratio_noise'])} of the frames it needs); "
+            f"training noise of each class's AP on the full pool: {per_class}"]
 
 
 def screen_table(study: Study, seed: int, loops: int) -> pd.DataFrame:
