@@ -209,7 +209,7 @@ def test_the_loop_runs_on_an_exported_nuscenes_folder_and_the_devkit_scores_its_
     tiny_training = [override for override in TINY if not override.startswith(("data.dataset.world", "data.epoch"))]
     cfg = compose_cfg("data=nuscenes", *nuscenes_overrides(written), *tiny_training, "logger=none",
                       "data.num_workers=0", "strategy=least_confidence", "loop.keep_weights=true",
-                      "data.epoch_size=160", "data.epoch_passes=null")
+                      "data.epoch_size=480", "data.epoch_passes=null")
     records = run(cfg)
     assert [record["dataset"] for record in records] == ["nuscenes", "nuscenes"]
     assert [record["n_labeled_frames"] for record in records] == [10, 20]
@@ -226,7 +226,9 @@ def test_the_loop_runs_on_an_exported_nuscenes_folder_and_the_devkit_scores_its_
                                output_dir=str(tmp_path / "eval"), verbose=False).evaluate()
     for ours, theirs in (("vehicle", "car"), ("pedestrian", "pedestrian")):
         assert records[1]["ap_per_class"][ours] == pytest.approx(metrics.mean_dist_aps[theirs], abs=1e-6)
-    assert records[1]["ap_per_class"]["vehicle"] > 0.05  # a model that finds cars: the comparison has teeth
+    # a model that finds cars, so that the comparison has teeth; epoch_size=160 reached car AP 0.013 on one
+    # machine where another reached more than 0.05 (training is not bit for bit the same across machines)
+    assert records[1]["ap_per_class"]["vehicle"] > 0.05, records[1]["ap_per_class"]
 
 
 def _edit_table(root: Path, version: str, table: str, edit: Callable[[list[dict[str, Any]]], None]) -> None:
