@@ -34,7 +34,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from alcv.pool import LabelPool
-from alcv.run_files import RUN_FILE
+from alcv.run_files import RUN_FILE, SelectionLine
 from alcv.run_records import SELECTIONS_FILE, read_jsonl
 
 #: picks of one drive closer in time than this count as near-duplicates (seconds: the next frame at 10 Hz)
@@ -116,15 +116,15 @@ def _build_dataset(config: dict[str, Any]) -> Any:
     return instantiate(config)
 
 
-def pick_score_range(run: Path) -> dict[int, tuple[float, float]]:
+def pick_score_range(run: Path, skipped: list[str]) -> dict[int, tuple[float, float]]:
     """Per loop of the run's ``selections.jsonl``: the lowest and highest score of the frames labeled for it
-    (NaN where the scores are null or the loop has none); empty without the file. Lines that do not parse are
-    left out (the report notes bad files where it reads results)."""
+    (NaN where the scores are null or the loop has none); empty without the file. Lines that are not a
+    :class:`~alcv.run_files.SelectionLine` are left out, each with a message in ``skipped``."""
     path = run / SELECTIONS_FILE
     if not path.is_file():
         return {}
     ranges = {}
-    for line in read_jsonl(path, required=("loop", "indices"), skipped=[]):
+    for line in read_jsonl(path, skipped=skipped, schema=SelectionLine):
         scores = np.array([np.nan if value is None else value for value in line.get("scores") or []], dtype=float)
         finite = scores[np.isfinite(scores)]
         ranges[int(line["loop"])] = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
@@ -159,7 +159,7 @@ def selection_table(records: pd.DataFrame, class_names: Sequence[str],
         pool_state, facts_of_run = LabelPool.load(folder / POOL_FILE), facts[key]
         labeled_at = np.full(facts_of_run.indices.size, -1, dtype=np.int64)
         labeled_at[facts_of_run.positions(pool_state.indices)] = pool_state.labeled_at
-        score_ranges = pick_score_range(folder)
+        score_ranges = pick_score_range(folder, notes if notes is not None else [])
         for loop in range(1, min(int(labeled_at.max()), int(last_loop) + 1) + 1):
             picks = np.flatnonzero(labeled_at == loop)
             earlier = np.flatnonzero((labeled_at >= 0) & (labeled_at < loop))
