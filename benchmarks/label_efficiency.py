@@ -20,7 +20,9 @@ command run again resumes the runs it had started, since each sweep writes into 
 Then it prints, and writes to ``--out``: the cost per run (minutes of train + test + pool inference + selection,
 as the runs timed themselves), every seed's mAP per loop, and per arm the frames and boxes needed to reach 90 %
 and 95 % of the full-pool mAP, their ratio to random's with a bootstrap 95 % interval over seeds, the area under
-the learning curve and the AP per class at the last loop. It ends with one line::
+the learning curve and the AP per class at the last loop. An arm that has finished some of the seeds (two or
+more) but not all gets the same row in a table of its own, against random over those seeds only. It ends with one
+line::
 
     best: <arm> | seeds: <n> | frames to 95 %: <ratio> [<low>, <high>] | boxes to 95 %: <ratio> [<low>, <high>]
 
@@ -206,9 +208,10 @@ class Curves:
         return float(labels[-1] / self.reach(BASELINE, unit, level, every))
 
 
-def collect(study: Study) -> tuple[Curves, dict[str, str]]:
+def collect(study: Study) -> tuple[Curves, dict[str, Curves], dict[str, str]]:
     """The complete runs of the seeds that have a full-pool run and a complete baseline run, for every arm that
-    completed all of them; and the other arms, each with what it lacks."""
+    completed all of them; per arm that completed two or more but not all of them, its curves and the baseline's
+    over those seeds only (a paired comparison on fewer seeds); and the other arms, each with what it lacks."""
     records = study.records.assign(arm=arms_of(study.records))
     records = records[records["run"].map(lambda run: Path(run).parent.name != SCREEN_FOLDER)]
     full = study.subsets[study.subsets["target_fraction"] >= 1.0].groupby("seed")["map"].mean()
@@ -218,13 +221,22 @@ def collect(study: Study) -> tuple[Curves, dict[str, str]]:
     seeds = set(full.index) & set(runs.loc[runs["arm"] == BASELINE, "seed"])
     if not seeds:
         raise SystemExit(f"label_efficiency: no seed has both a full-pool run and a complete '{BASELINE}' run yet")
-    incomplete = {}
+    incomplete, partial = {}, {}
     for arm in set(records.loc[records["study_type"] == "active_learning", "arm"]):
         done = seeds & set(runs.loc[runs["arm"] == arm, "seed"])
         if done != seeds:
             incomplete[arm] = f"complete for seeds {sorted(done)} of {sorted(seeds)}"
-    runs = runs[~runs["arm"].isin(list(incomplete))]
-    order = np.array(sorted(seeds))
+            if len(done) >= 2:
+                partial[arm] = _curves(study, runs[runs["arm"].isin([arm, BASELINE])], np.array(sorted(done)),
+                                       full, {})
+    curves = _curves(study, runs[~runs["arm"].isin(list(incomplete))], np.array(sorted(seeds)), full, incomplete)
+    return curves, partial, incomplete
+
+
+def _curves(study: Study, runs: pd.DataFrame, order: np.ndarray, full: pd.Series,
+            incomplete: dict[str, str]) -> Curves:
+    """The curves of every arm in ``runs`` (complete runs, each arm with all of ``order``'s seeds), the baseline's
+    with its tail (:func:`_baseline_tail`, whose missing fractions are noted in ``incomplete``)."""
     tables: dict[str, dict[str, np.ndarray]] = {"map": {}, "n_labeled_frames": {}, "n_labeled_boxes": {}}
     for arm, arm_runs in runs[runs["seed"].isin(order)].groupby("arm"):
         for column, table in tables.items():
@@ -234,7 +246,7 @@ def collect(study: Study) -> tuple[Curves, dict[str, str]]:
         if tail.shape[1]:
             table[BASELINE] = np.concatenate([table[BASELINE], tail[column].to_numpy()], axis=1)
     return Curves(order, tables["map"], tables["n_labeled_frames"], tables["n_labeled_boxes"],
-                  full.loc[order].to_numpy(), tail.shape[1] // len(tables)), incomplete
+                  full.loc[order].to_numpy(), tail.shape[1] // len(tables))
 
 
 def _baseline_tail(study: Study, seeds: np.ndarray, baseline_frames: np.ndarray,
@@ -281,7 +293,7 @@ def summarise(study_dir: Path, resamples: int, seed: int, screen: tuple[int, int
     ``screen = (seed, loops)`` (:func:`screen_table`, where the study has a :data:`SCREEN_FOLDER`) and the
     diagnosis, then the summary line last, as text lines."""
     study = load_study([study_dir])
-    curves, incomplete = collect(study)
+    curves, partial, incomplete = collect(study)
     rng = np.random.default_rng(seed)
     runs = study.records.assign(minutes=study.records["run"].map(_run_minutes(study_dir)))
     lines = [f"seeds: {curves.seeds.tolist()}; full-pool mAP per seed: "
@@ -299,12 +311,7 @@ def summarise(study_dir: Path, resamples: int, seed: int, screen: tuple[int, int
                   f"of the same seeds and recipe (subset_study in {TAIL_FOLDER}/), samples of the same points of its "
                   "curve", ""]
     for arm in sorted(curves.maps):
-        lines.append(f"{arm}: test mAP per loop (rows: seeds {curves.seeds.tolist()})")
-        lines.append("  frames " + " ".join(f"{v:6.0f}" for v in curves.frames[arm].mean(axis=0))
-                     + "   (mean labeled boxes " + " ".join(f"{v:.0f}" for v in curves.boxes[arm].mean(axis=0)) + ")")
-        lines += ["  seed " + f"{s:<2d}" + "".join(f" {v:6.3f}" for v in row)
-                  for s, row in zip(curves.seeds, curves.maps[arm], strict=True)]
-        lines.append("  mean   " + " ".join(f"{v:6.3f}" for v in curves.maps[arm].mean(axis=0)))
+        lines += _curve_lines(curves, arm)
     lines += [f"not in the table yet: {arm}: {what}" for arm, what in sorted(incomplete.items())]
     table = _ratio_table(study, curves, resamples, rng)
     lines += ["", "labels to reach a level of the full-pool mAP (interpolated on the mean curve), ratio to random "
@@ -312,10 +319,37 @@ def summarise(study_dir: Path, resamples: int, seed: int, screen: tuple[int, int
               "resamples where both curves reach it; '(> b)': the arm's curve ends below the level where random's "
               "reaches it, so the ratio is above b); auc: mean mAP over the frames every arm covers; AP per "
               "class at the last loop", "", table.to_string(index=False), ""]
+    lines += _partial_arms(study, partial, resamples, rng)
     lines += _resolution(study, curves)
     if (study_dir / SCREEN_FOLDER).is_dir():
         lines += _screen(study, curves, *screen)
     return [*lines, *_diagnosis(study), "", _best_line(table, curves.seeds.size)]
+
+
+def _curve_lines(curves: Curves, arm: str) -> list[str]:
+    """``arm``'s mean labeled frames and boxes per loop and its mAP per loop, a row per seed and their mean."""
+    return [f"{arm}: test mAP per loop (rows: seeds {curves.seeds.tolist()})",
+            "  frames " + " ".join(f"{v:6.0f}" for v in curves.frames[arm].mean(axis=0))
+            + "   (mean labeled boxes " + " ".join(f"{v:.0f}" for v in curves.boxes[arm].mean(axis=0)) + ")",
+            *("  seed " + f"{s:<2d}" + "".join(f" {v:6.3f}" for v in row)
+              for s, row in zip(curves.seeds, curves.maps[arm], strict=True)),
+            "  mean   " + " ".join(f"{v:6.3f}" for v in curves.maps[arm].mean(axis=0))]
+
+
+def _partial_arms(study: Study, partial: dict[str, Curves], resamples: int, rng: np.random.Generator) -> list[str]:
+    """The arms complete for some of the seeds (two or more): each against the baseline on its own seeds, beside
+    the baseline's row over them, with the main table's columns; they are not candidates for the best line, which
+    needs every seed."""
+    if not partial:
+        return []
+    lines = ["arms on fewer seeds, each against random on the same seeds (random's row beside it is of those seeds "
+             "only, and so is each auc's range; not candidates for the best line):"]
+    rows = []
+    for arm, curves in sorted(partial.items()):
+        lines += _curve_lines(curves, arm)
+        table = _ratio_table(study, curves, resamples, rng)
+        rows.append(table.assign(arm=table["arm"] + f" (seeds {curves.seeds.tolist()})"))
+    return [*lines, "", pd.concat(rows).to_string(index=False), ""]
 
 
 def resolution(curves: Curves, level: float = 0.95) -> dict[str, float]:
